@@ -1,0 +1,358 @@
+"""The Kafka bus: a producer, a consumer-group helper, topic creation and dead-lettering.
+
+The consumer follows the shape of Feast's ``StreamProcessor``: read a batch, hand it to the
+handler, and commit the batch's offsets only after the handler returns. A handler that raises
+gets the same batch again, after a backoff, so delivery is at least once and nothing that was
+acknowledged is lost. A message that does not parse as its schema goes to ``<topic>.dlq`` with the
+reason in its headers, and the consumer carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+from bottega.errors import SchemaError
+from bottega.events import Event, dlq_topic
+from bottega.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True)
+class Envelope(Generic[E]):
+    """A parsed event and where it came from."""
+
+    event: E
+    topic: str
+    partition: int
+    offset: int
+
+
+BatchHandler = Callable[[Sequence[Envelope[Any]]], None]
+
+
+class BusMetrics:
+    """The bus's Prometheus metrics, registered once per registry."""
+
+    _by_registry: dict[int, BusMetrics] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.messages = Counter(
+            "bottega_bus_messages_total",
+            "Messages through the bus, by topic and outcome "
+            "(produced, produce_failed, consumed, dead_lettered).",
+            ["topic", "outcome"],
+            registry=registry,
+        )
+        self.handler_failures = Counter(
+            "bottega_bus_handler_failures_total",
+            "Batches whose handler raised; the batch is consumed again after a backoff.",
+            ["group"],
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "bottega_bus_batch_seconds",
+            "Time to handle and commit one consumed batch.",
+            ["group"],
+            registry=registry,
+        )
+
+    @classmethod
+    def for_registry(cls, registry: CollectorRegistry | None = None) -> BusMetrics:
+        """The metrics object bound to ``registry`` (the default registry when None)."""
+        registry = registry or REGISTRY
+        with cls._lock:
+            if id(registry) not in cls._by_registry:
+                cls._by_registry[id(registry)] = cls(registry)
+            return cls._by_registry[id(registry)]
+
+
+def create_topics(
+    kafka: KafkaSettings, topics: Iterable[str], *, partitions: int | None = None
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names it created.
+
+    Dead-letter topics get one partition: they are read by people, in order, not by a group.
+    """
+    admin = KafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap_servers,
+        client_id="bottega-admin",
+        request_timeout_ms=kafka.request_timeout_ms,
+    )
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=name,
+                num_partitions=1 if name.endswith(".dlq") else (partitions or kafka.partitions),
+                replication_factor=kafka.replication_factor,
+            )
+            for name in dict.fromkeys(topics)
+            if name not in existing
+        ]
+        if not wanted:
+            return []
+        try:
+            admin.create_topics(wanted, timeout_ms=kafka.request_timeout_ms)
+        except TopicAlreadyExistsError:
+            # Another process created one of them between our list and our create.
+            pass
+        admin.wait_for_topics([t.name for t in wanted], timeout_ms=kafka.request_timeout_ms)
+        return [t.name for t in wanted]
+    finally:
+        admin.close()
+
+
+class Producer:
+    """Publishes events, keyed by their entity, with acks from all in-sync replicas.
+
+    ``publish`` is asynchronous: it returns kafka-python's future at once. Call ``flush`` (or
+    ``future.get``) where the caller must know the broker has the message.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        *,
+        client_id: str = "bottega",
+        metrics: BusMetrics | None = None,
+        **config: Any,
+    ) -> None:
+        self._metrics = metrics or BusMetrics.for_registry()
+        options: dict[str, Any] = {
+            "bootstrap_servers": kafka.bootstrap_servers,
+            "client_id": client_id,
+            "acks": "all",
+            "linger_ms": 5,
+            "request_timeout_ms": kafka.request_timeout_ms,
+        }
+        options.update(config)
+        self._producer = KafkaProducer(**options)
+
+    def publish(self, event: Event, *, topic: str | None = None) -> Any:
+        """Send ``event`` to its topic (or ``topic``), keyed by its entity."""
+        return self.send(topic or event.topic, event.to_bytes(), key=event.key())
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Any:
+        """Send raw bytes; the bus counts the outcome when the broker answers."""
+        future = self._producer.send(topic, value=value, key=key, headers=headers)
+        future.add_callback(lambda _: self._metrics.messages.labels(topic, "produced").inc())
+        future.add_errback(lambda _: self._metrics.messages.labels(topic, "produce_failed").inc())
+        return future
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every sent message is acknowledged, or ``timeout`` seconds pass."""
+        self._producer.flush(timeout=timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush and close the connection."""
+        self._producer.close(timeout=timeout)
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+@dataclass
+class PollResult:
+    """What one call to :meth:`Consumer.poll_once` did."""
+
+    consumed: int = 0
+    dead_lettered: int = 0
+    committed: dict[TopicPartition, int] = field(default_factory=dict)
+    failed: bool = False
+
+
+class Consumer:
+    """A member of a consumer group that commits only after its handler succeeds.
+
+    ``topics`` maps each topic to the event class its messages must parse as. The handler gets a
+    batch of parsed envelopes. When it returns, the batch's offsets are committed and any
+    unparseable messages of the batch have been acknowledged by ``<topic>.dlq``. When it raises,
+    nothing is committed, the consumer seeks back to the start of the batch, and the next poll,
+    after a growing backoff, hands it the same messages again.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        *,
+        group_id: str,
+        topics: Mapping[str, type[Event]],
+        handler: BatchHandler,
+        dead_letters: Producer,
+        max_batch: int = 500,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 30.0,
+        metrics: BusMetrics | None = None,
+        client_id: str = "bottega",
+        **config: Any,
+    ) -> None:
+        if not topics:
+            raise ValueError("a consumer needs at least one topic")
+        self.group_id = group_id
+        self._schemas = dict(topics)
+        self._handler = handler
+        self._dead_letters = dead_letters
+        self._max_batch = max_batch
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._backoff_s = 0.0
+        self._metrics = metrics or BusMetrics.for_registry()
+        options: dict[str, Any] = {
+            "bootstrap_servers": kafka.bootstrap_servers,
+            "group_id": group_id,
+            "client_id": client_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "request_timeout_ms": max(kafka.request_timeout_ms, 30_000),
+        }
+        options.update(config)
+        self._consumer = KafkaConsumer(*self._schemas, **options)
+
+    @property
+    def backoff_s(self) -> float:
+        """How long the caller should wait before the next poll (0 after a success)."""
+        return self._backoff_s
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this member holds now."""
+        return set(self._consumer.assignment())
+
+    def poll_once(self, timeout_ms: int = 1000) -> PollResult:
+        """Read one batch, hand it to the handler, and commit it if the handler succeeds."""
+        records = self._consumer.poll(timeout_ms=timeout_ms, max_records=self._max_batch)
+        result = PollResult()
+        if not records:
+            return result
+        started = time.perf_counter()
+        good: list[Envelope[Any]] = []
+        poisoned: list[tuple[Any, str]] = []
+        first: dict[TopicPartition, int] = {}
+        last: dict[TopicPartition, int] = {}
+        for tp, messages in records.items():
+            first[tp] = messages[0].offset
+            last[tp] = messages[-1].offset
+            schema = self._schemas[tp.topic]
+            for message in messages:
+                try:
+                    if message.value is None:
+                        raise SchemaError(f"{schema.__name__}: the message has no value")
+                    event = schema.from_bytes(message.value)
+                except SchemaError as exc:
+                    poisoned.append((message, str(exc)))
+                    continue
+                good.append(Envelope(event, tp.topic, tp.partition, message.offset))
+
+        try:
+            if good:
+                self._handler(good)
+            self._dead_letter(poisoned)
+        except Exception:
+            self._metrics.handler_failures.labels(self.group_id).inc()
+            self._backoff_s = min(
+                max(self._backoff_s * 2, self._backoff_initial_s), self._backoff_max_s
+            )
+            log.exception(
+                "handler failed; the batch will be consumed again",
+                extra={"group": self.group_id, "batch": len(good), "backoff_s": self._backoff_s},
+            )
+            for tp, offset in first.items():
+                self._consumer.seek(tp, offset)
+            result.failed = True
+            return result
+
+        self._backoff_s = 0.0
+        offsets = {tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()}
+        try:
+            self._consumer.commit(offsets)
+        except CommitFailedError:
+            # The group rebalanced under us: the new owner of these partitions gets the batch
+            # again, which at-least-once delivery allows.
+            log.warning("commit failed after a rebalance", extra={"group": self.group_id})
+            return result
+        for env in good:
+            self._metrics.messages.labels(env.topic, "consumed").inc()
+        result.consumed = len(good)
+        result.dead_lettered = len(poisoned)
+        result.committed = {tp: om.offset for tp, om in offsets.items()}
+        self._metrics.batch_seconds.labels(self.group_id).observe(time.perf_counter() - started)
+        return result
+
+    def _dead_letter(self, poisoned: list[tuple[Any, str]]) -> None:
+        """Send each unparseable message to its DLQ and wait until the broker has them all."""
+        futures = []
+        for message, reason in poisoned:
+            log.warning(
+                "dead-lettering a message",
+                extra={
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "offset": message.offset,
+                    "reason": reason,
+                },
+            )
+            headers = [
+                ("bottega.error", reason.encode()[:4096]),
+                ("bottega.source.topic", message.topic.encode()),
+                ("bottega.source.partition", str(message.partition).encode()),
+                ("bottega.source.offset", str(message.offset).encode()),
+                ("bottega.consumer.group", self.group_id.encode()),
+            ]
+            futures.append(
+                self._dead_letters.send(
+                    dlq_topic(message.topic),
+                    message.value if message.value is not None else b"",
+                    key=message.key,
+                    headers=headers,
+                )
+            )
+        for future in futures:
+            future.get(timeout=30)
+        for message, _ in poisoned:
+            self._metrics.messages.labels(message.topic, "dead_lettered").inc()
+
+    def run(self, stop: threading.Event, *, timeout_ms: int = 1000) -> None:
+        """Poll until ``stop`` is set, backing off after a failed batch."""
+        while not stop.is_set():
+            try:
+                self.poll_once(timeout_ms)
+            except KafkaError:
+                self._backoff_s = min(
+                    max(self._backoff_s * 2, self._backoff_initial_s), self._backoff_max_s
+                )
+                log.exception("poll failed", extra={"group": self.group_id})
+            if self._backoff_s:
+                stop.wait(self._backoff_s)
+
+    def close(self) -> None:
+        """Leave the group and close the connection; offsets were committed batch by batch."""
+        self._consumer.close(autocommit=False)
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

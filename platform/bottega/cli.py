@@ -1,0 +1,236 @@
+"""The ``bottega`` command line: the stack's front door, for people.
+
+It talks to people through rich; everything below it logs structurally.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bottega.errors import BottegaError, NotImplementedMode
+from bottega.log import configure_logging
+from bottega.settings import load_settings
+from bottega.stack.docker import choose_mode
+from bottega.stack.runner import LocalStack, ServiceStatus
+from bottega.stack.services import (
+    alertmanager_prerequisite,
+    build_local_stack,
+    java_prerequisite,
+    kafka_jars_prerequisite,
+    prometheus_prerequisite,
+)
+from bottega.stack.settings import StackSettings
+from bottega.stack.spec import Prerequisite
+
+app = typer.Typer(
+    name="bottega",
+    help="Bottega: a production ML platform in miniature.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+T = TypeVar("T")
+
+
+class ModeChoice(str, Enum):
+    """How to run the stack."""
+
+    auto = "auto"
+    local = "local"
+    docker = "docker"
+
+
+ModeOption = Annotated[
+    ModeChoice,
+    typer.Option(
+        "--mode",
+        envvar="MODE",
+        help="auto picks Docker when `docker info` succeeds, local mode otherwise.",
+    ),
+]
+ServicesArg = Annotated[
+    list[str] | None, typer.Argument(help="Services to act on (default: all).", show_default=False)
+]
+
+STATE_STYLE = {"healthy": "green", "unhealthy": "yellow", "stopped": "red"}
+
+
+def _settings() -> StackSettings:
+    settings = load_settings(StackSettings)
+    configure_logging(settings.log_level, "console")
+    return settings
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run ``action``; a BottegaError becomes one red line and exit status 1."""
+    try:
+        return action()
+    except BottegaError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}")
+        if exc.hint:
+            err_console.print(f"[dim]hint:[/] {exc.hint}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+def _local_stack(mode: ModeChoice) -> tuple[StackSettings, LocalStack]:
+    settings = _settings()
+    chosen = choose_mode(mode.value)
+    if chosen == "docker":
+        if mode is ModeChoice.docker:
+            raise NotImplementedMode(
+                "Docker mode is not built yet; it arrives with the Docker-mode issue",
+                hint="run local mode: MODE=local make up",
+            )
+        err_console.print(
+            "[yellow]Docker is running, but Docker mode is not built yet: "
+            "using local mode (set MODE=local to skip this check).[/]"
+        )
+    return settings, build_local_stack(settings)
+
+
+def _status_table(rows: list[ServiceStatus]) -> Table:
+    table = Table(title="Bottega stack", title_justify="left")
+    table.add_column("service", style="bold")
+    table.add_column("health")
+    table.add_column("url")
+    table.add_column("pid", justify="right")
+    for row in rows:
+        style = STATE_STYLE[row.state]
+        table.add_row(row.name, f"[{style}]{row.state}[/]", row.url, str(row.pid or "-"))
+    return table
+
+
+@app.command()
+def up(services: ServicesArg = None, mode: ModeOption = ModeChoice.auto) -> None:
+    """Start the stack (or the named services and what they need), waiting until healthy."""
+
+    def action() -> None:
+        _, stack = _local_stack(mode)
+        started_at = time.monotonic()
+        report = stack.up(services)
+        if report.started:
+            console.print(
+                f"started {', '.join(report.started)} "
+                f"in {time.monotonic() - started_at:.1f}s"
+            )
+        else:
+            console.print("the stack is already running; nothing to start")
+        console.print(_status_table(report.statuses))
+
+    _run(action)
+
+
+@app.command()
+def down(services: ServicesArg = None, mode: ModeOption = ModeChoice.local) -> None:
+    """Stop every process that `up` started, by its pid."""
+
+    def action() -> None:
+        _, stack = _local_stack(mode)
+        stopped = stack.down(services)
+        console.print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+
+    _run(action)
+
+
+@app.command()
+def status(mode: ModeOption = ModeChoice.local) -> None:
+    """Print each service's health, URL and pid; exit 1 unless all are healthy."""
+
+    def action() -> None:
+        _, stack = _local_stack(mode)
+        rows = stack.status()
+        console.print(_status_table(rows))
+        if any(row.state != "healthy" for row in rows):
+            raise typer.Exit(1)
+
+    _run(action)
+
+
+@app.command()
+def logs(
+    service: Annotated[str | None, typer.Argument(help="One service (default: all).")] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="Lines to show from each.")] = 40,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
+) -> None:
+    """Show the services' logs from .bottega/logs."""
+
+    def action() -> None:
+        _, stack = _local_stack(ModeChoice.local)
+        names = [spec.name for spec in stack.select([service] if service else None)]
+        paths = {name: stack.log_path(name) for name in names}
+        positions: dict[str, int] = {}
+        for name, path in paths.items():
+            text = path.read_text(errors="replace") if path.exists() else ""
+            for line in text.splitlines()[-lines:]:
+                console.print(f"[cyan]{name:>12}[/] | {line}", markup=True, highlight=False)
+            positions[name] = len(text.encode())
+        while follow:
+            time.sleep(0.5)
+            for name, path in paths.items():
+                positions[name] = _print_new_lines(name, path, positions.get(name, 0))
+
+    _run(action)
+
+
+def _print_new_lines(name: str, path: Path, position: int) -> int:
+    if not path.exists():
+        return position
+    with path.open("rb") as handle:
+        handle.seek(position)
+        chunk = handle.read()
+    for line in chunk.decode(errors="replace").splitlines():
+        console.print(f"[cyan]{name:>12}[/] | {line}", highlight=False)
+    return position + len(chunk)
+
+
+@app.command()
+def doctor() -> None:
+    """Check the machine for what local mode needs; exit 1 if anything is missing."""
+
+    def action() -> None:
+        settings = _settings()
+        checks: list[Prerequisite] = [
+            java_prerequisite(settings),
+            kafka_jars_prerequisite(settings),
+            prometheus_prerequisite(settings),
+            Prerequisite("promtool", "install it: apt-get install -y prometheus",
+                         executables=("promtool",)),
+            alertmanager_prerequisite(settings),
+            Prerequisite("amtool", "install it: apt-get install -y prometheus-alertmanager",
+                         executables=("amtool",)),
+        ]
+        missing = 0
+        for check in checks:
+            found = check.resolve()
+            if found:
+                console.print(f"[green]ok[/]       {check.name:<18} {found}")
+            else:
+                missing += 1
+                console.print(f"[red]missing[/]  {check.name:<18} {check.install_hint}")
+        if missing:
+            raise typer.Exit(1)
+
+    _run(action)
+
+
+def main() -> None:
+    """Entry point of the ``bottega`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Typed settings shared by every Bottega process.
+
+Every host and port is a setting. Values come, in order of precedence, from keyword arguments,
+environment variables (``BOTTEGA_`` prefix, ``__`` between nested fields, for example
+``BOTTEGA_KAFKA__PORT=19092``), an env file (``.env`` by default, or the file named by
+``BOTTEGA_ENV_FILE``), and the defaults below. ``localhost`` appears only here, as a default.
+
+Each process builds its own settings object inside ``main()``; nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOST = "127.0.0.1"
+# platform/bottega/settings.py -> the checkout, for an editable install (local mode) and for the
+# application image, which installs the checkout the same way.
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Endpoint(BaseModel):
+    """Where a service listens: the host clients dial and the port it binds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = DEFAULT_HOST
+    port: int = Field(ge=1, le=65535)
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as Kafka's bootstrap list and Prometheus targets want it."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The service's base HTTP URL."""
+        return f"http://{self.host}:{self.port}"
+
+
+class KafkaSettings(Endpoint):
+    """The Kafka broker and the defaults for topics that Bottega creates."""
+
+    port: int = Field(default=9092, ge=1, le=65535)
+    controller_port: int = Field(default=9094, ge=1, le=65535)
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    heap: str = "512m"
+    request_timeout_ms: int = Field(default=10_000, ge=100)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The bootstrap list for Kafka clients."""
+        return self.address
+
+
+def _endpoint(port: int) -> Any:
+    return Field(default_factory=lambda: Endpoint(port=port))
+
+
+class BottegaSettings(BaseSettings):
+    """The shared base: where state lives, how to log, and where every service listens.
+
+    Process-specific settings subclass this and add a nested section of their own, so that their
+    variables read ``BOTTEGA_<SECTION>__<FIELD>``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="BOTTEGA_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    project_root: Path = Field(
+        default_factory=lambda: _PACKAGE_ROOT,
+        description="The checkout: where monitoring/, infra/ and scenarios/ live.",
+    )
+    home: Path = Field(
+        default=Path(".bottega"),
+        description="Root of all local-mode state; relative paths are under project_root.",
+    )
+    bind_host: str = Field(default=DEFAULT_HOST, description="Address local processes bind.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    mlflow: Endpoint = _endpoint(5000)
+    prometheus: Endpoint = _endpoint(9090)
+    alertmanager: Endpoint = _endpoint(9093)
+    grafana: Endpoint = _endpoint(3001)
+    serving: Endpoint = _endpoint(3000)
+    trainer: Endpoint = _endpoint(8081)
+    monitor: Endpoint = _endpoint(8082)
+    ingest: Endpoint = _endpoint(8083)
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> BottegaSettings:
+        # Resolve once, so that every child process and pid file sees the same paths whatever
+        # directory a command was started from.
+        self.project_root = self.project_root.expanduser().resolve()
+        home = self.home.expanduser()
+        self.home = (home if home.is_absolute() else self.project_root / home).resolve()
+        return self
+
+    @property
+    def monitoring_dir(self) -> Path:
+        """Prometheus, Alertmanager and Grafana config, as code."""
+        return self.project_root / "monitoring"
+
+    @property
+    def infra_dir(self) -> Path:
+        """Compose files, Dockerfiles and the Kafka broker's manifest."""
+        return self.project_root / "infra"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """The tracking URI that clients of the MLflow server use."""
+        return self.mlflow.url
+
+
+S = TypeVar("S", bound=BottegaSettings)
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Build a settings object, reading the env file named by ``BOTTEGA_ENV_FILE`` (default
+    ``.env``) beneath the environment."""
+    env_file = os.environ.get("BOTTEGA_ENV_FILE", ".env")
+    return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]

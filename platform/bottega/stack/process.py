@@ -1,0 +1,182 @@
+"""Supervised processes: start one detached, record it in a pid file, stop exactly it.
+
+A pid file holds the pid and the process's start time. A pid alone can be reused by the kernel
+after our process dies; the pair cannot, so ``down`` never signals a stranger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PidRecord:
+    """What a pid file holds."""
+
+    pid: int
+    create_time: float
+    command: list[str]
+    log_path: str
+
+    def process(self) -> psutil.Process | None:
+        """The live process this record names, or None when it has exited or the pid was reused."""
+        try:
+            proc = psutil.Process(self.pid)
+            # psutil rounds create_time; a reused pid starts at a different time.
+            if abs(proc.create_time() - self.create_time) > 1.0:
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+        return proc
+
+
+class PidFile:
+    """The pid file of one service."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> PidRecord | None:
+        """The record, or None when there is no readable pid file."""
+        try:
+            data = json.loads(self.path.read_text())
+            return PidRecord(
+                pid=int(data["pid"]),
+                create_time=float(data["create_time"]),
+                command=list(data["command"]),
+                log_path=str(data["log_path"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write(self, record: PidRecord) -> None:
+        """Write atomically, so a reader never sees half a file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(record)))
+        tmp.replace(self.path)
+
+    def remove(self) -> None:
+        """Delete the pid file if it exists."""
+        self.path.unlink(missing_ok=True)
+
+    def live(self) -> psutil.Process | None:
+        """The live process this pid file names, or None."""
+        record = self.read()
+        return record.process() if record else None
+
+
+def spawn(
+    command: Sequence[str], *, log_path: Path, env: Mapping[str, str], cwd: Path
+) -> PidRecord:
+    """Start ``command`` in a session of its own, with stdout and stderr appended to ``log_path``.
+
+    A session of its own means a process group of its own: ``terminate`` can then stop the
+    process and every child it forked (MLflow's workers, say) and nothing else.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            cwd=cwd,
+            start_new_session=True,
+        )
+    create_time = psutil.Process(proc.pid).create_time()
+    return PidRecord(proc.pid, create_time, list(command), str(log_path))
+
+
+def terminate(record: PidRecord, *, timeout_s: float) -> bool:
+    """Stop the process a record names, and its process group; True when something was stopped.
+
+    SIGTERM first, so that Kafka and Prometheus shut down cleanly; SIGKILL after ``timeout_s``.
+    """
+    proc = record.process()
+    if proc is None:
+        return False
+    family = [proc, *_children(proc)]
+    _signal_group(record.pid, signal.SIGTERM)
+    _, alive = psutil.wait_procs(family, timeout=timeout_s)
+    if alive:
+        log.warning("escalating to SIGKILL", extra={"pid": record.pid, "left": len(alive)})
+        _signal_group(record.pid, signal.SIGKILL)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+    _reap(record.pid)
+    return True
+
+
+def _children(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return list(proc.children(recursive=True))
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when we are the parent, so no zombie lingers in tests."""
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        time.sleep(0.05)
+
+
+def spawn_and_wait(
+    command: Sequence[str], *, log_path: Path, cwd: Path, timeout_s: float
+) -> None:
+    """Run a one-shot command (a storage format, say) to completion; raise if it fails."""
+    from bottega.errors import ServiceStartError
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as out:
+        try:
+            done = subprocess.run(
+                list(command),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                timeout=timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ServiceStartError(
+                f"{command[0]} did not finish within {timeout_s:.0f}s", hint=f"see {log_path}"
+            ) from exc
+    if done.returncode != 0:
+        raise ServiceStartError(
+            f"{' '.join(command[-4:])} exited with {done.returncode}", hint=f"see {log_path}"
+        )

@@ -1,0 +1,257 @@
+"""The services of the local stack, declared as :class:`ServiceSpec` objects.
+
+Later components (the feature store, serving, ingest, monitor and trainer) add their specs to
+:func:`local_services`; the runner needs no change to supervise them.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+import uuid
+from string import Template
+
+from bottega.events import all_topics
+from bottega.stack.health import http_ok, kafka_metadata_ok
+from bottega.stack.monitoring_config import render_prometheus_config
+from bottega.stack.process import spawn_and_wait
+from bottega.stack.runner import LocalStack
+from bottega.stack.settings import StackSettings
+from bottega.stack.spec import Port, Prerequisite, ServiceSpec
+
+KAFKA_MAIN = "kafka.Kafka"
+KAFKA_STORAGE_TOOL = "kafka.tools.StorageTool"
+
+
+def java_prerequisite(settings: StackSettings) -> Prerequisite:
+    """Java 17+, which runs the Kafka broker."""
+    return Prerequisite(
+        "java",
+        "install Java 17+: apt-get install -y openjdk-17-jre-headless",
+        executables=(settings.stack.java,),
+    )
+
+
+def kafka_jars_prerequisite(settings: StackSettings) -> Prerequisite:
+    """The broker's jars, fetched from Maven Central by ``make setup``."""
+    return Prerequisite(
+        "Kafka broker jars",
+        f"fetch them with `make setup` (Maven puts them in {settings.kafka_libs_dir})",
+        paths=(settings.kafka_libs_dir / f"kafka_2.13-{kafka_version(settings)}.jar",),
+    )
+
+
+def prometheus_prerequisite(settings: StackSettings) -> Prerequisite:
+    """Debian's Prometheus, with promtool beside it."""
+    return Prerequisite(
+        "prometheus",
+        "install it: apt-get install -y prometheus",
+        executables=(settings.stack.prometheus_bin,),
+    )
+
+
+def alertmanager_prerequisite(settings: StackSettings) -> Prerequisite:
+    """Debian's Alertmanager, with amtool beside it."""
+    return Prerequisite(
+        "alertmanager",
+        "install it: apt-get install -y prometheus-alertmanager",
+        executables=settings.stack.alertmanager_bins,
+    )
+
+
+def kafka_version(settings: StackSettings) -> str:
+    """The broker version pinned in ``infra/kafka/pom.xml``."""
+    pom = (settings.infra_dir / "kafka" / "pom.xml").read_text()
+    start = pom.index("<kafka.version>") + len("<kafka.version>")
+    return pom[start : pom.index("</kafka.version>", start)].strip()
+
+
+def kafka_service(settings: StackSettings) -> ServiceSpec:
+    """A single KRaft broker-and-controller, run from its Maven Central jars."""
+    kafka = settings.kafka
+    state = settings.home / "kafka"
+    config_path = state / "server.properties"
+    data_dir = state / "data"
+    log4j = settings.infra_dir / "kafka" / "log4j2.properties"
+    java = java_prerequisite(settings)
+
+    def java_command(main: str, *args: str) -> list[str]:
+        return [
+            java.require(),
+            f"-Xms{kafka.heap}",
+            f"-Xmx{kafka.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            str(settings.kafka_libs_dir / "*"),
+            main,
+            *args,
+        ]
+
+    def prepare() -> None:
+        template = Template((settings.infra_dir / "kafka" / "server.properties").read_text())
+        state.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(
+            template.substitute(
+                host=kafka.host,
+                bind_host=settings.bind_host,
+                port=kafka.port,
+                controller_port=kafka.controller_port,
+                partitions=kafka.partitions,
+                data_dir=data_dir,
+            )
+        )
+        if not (data_dir / "meta.properties").exists():
+            # First start: format the storage with a fresh cluster id.
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            spawn_and_wait(
+                java_command(KAFKA_STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config_path)),
+                log_path=settings.home / "logs" / "kafka-format.log",
+                cwd=settings.project_root,
+                timeout_s=120,
+            )
+
+    def create_bottega_topics() -> None:
+        from bottega.bus import create_topics
+
+        create_topics(kafka, all_topics())
+
+    return ServiceSpec(
+        name="kafka",
+        description="Apache Kafka broker (KRaft, one node)",
+        command=lambda: java_command(KAFKA_MAIN, str(config_path)),
+        ports=(Port("kafka", kafka.port), Port("kafka-controller", kafka.controller_port)),
+        health=lambda: kafka_metadata_ok(kafka),
+        url=f"kafka://{kafka.bootstrap_servers}",
+        prerequisites=(java, kafka_jars_prerequisite(settings)),
+        prepare=prepare,
+        after_start=create_bottega_topics,
+        startup_timeout_s=settings.stack.startup_timeout_s,
+        stop_timeout_s=settings.stack.stop_timeout_s,
+    )
+
+
+def mlflow_service(settings: StackSettings) -> ServiceSpec:
+    """``mlflow server`` on SQLite, serving artifacts from under the state directory."""
+    state = settings.home / "mlflow"
+    endpoint = settings.mlflow
+
+    def command() -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{state / 'mlflow.db'}",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            (state / "artifacts").as_uri(),
+            "--host",
+            settings.bind_host,
+            "--port",
+            str(endpoint.port),
+            "--workers",
+            str(settings.stack.mlflow_workers),
+            "--expose-prometheus",
+            str(state / "prometheus"),
+            "--allowed-hosts",
+            f"{endpoint.host},{endpoint.host}:{endpoint.port},localhost:{endpoint.port}",
+        ]
+
+    return ServiceSpec(
+        name="mlflow",
+        description="MLflow tracking server and model registry",
+        command=command,
+        ports=(Port("mlflow", endpoint.port),),
+        health=lambda: http_ok(f"{endpoint.url}/health"),
+        url=endpoint.url,
+        # Server-side jobs cost about 2 GB and Bottega does not use them.
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        prepare=lambda: (state / "artifacts").mkdir(parents=True, exist_ok=True),
+        startup_timeout_s=settings.stack.startup_timeout_s,
+        stop_timeout_s=settings.stack.stop_timeout_s,
+    )
+
+
+def alertmanager_service(settings: StackSettings) -> ServiceSpec:
+    """Debian's Alertmanager with ``monitoring/alertmanager.yml``."""
+    endpoint = settings.alertmanager
+    binary = alertmanager_prerequisite(settings)
+    data_dir = settings.home / "alertmanager"
+
+    return ServiceSpec(
+        name="alertmanager",
+        description="Prometheus Alertmanager",
+        command=lambda: [
+            binary.require(),
+            f"--config.file={settings.monitoring_dir / 'alertmanager.yml'}",
+            f"--storage.path={data_dir}",
+            f"--web.listen-address={settings.bind_host}:{endpoint.port}",
+            f"--web.external-url={endpoint.url}",
+            # One node: no gossip cluster, which would otherwise bind 0.0.0.0:9094.
+            "--cluster.listen-address=",
+        ],
+        ports=(Port("alertmanager", endpoint.port),),
+        health=lambda: http_ok(f"{endpoint.url}/-/ready"),
+        url=endpoint.url,
+        prerequisites=(binary,),
+        prepare=lambda: data_dir.mkdir(parents=True, exist_ok=True),
+        startup_timeout_s=settings.stack.startup_timeout_s,
+        stop_timeout_s=settings.stack.stop_timeout_s,
+    )
+
+
+def prometheus_service(settings: StackSettings) -> ServiceSpec:
+    """Debian's Prometheus with ``monitoring/prometheus.yml``, its targets set from settings."""
+    endpoint = settings.prometheus
+    binary = prometheus_prerequisite(settings)
+    state = settings.home / "prometheus"
+    config_path = state / "prometheus.yml"
+
+    def prepare() -> None:
+        state.mkdir(parents=True, exist_ok=True)
+        render_prometheus_config(settings, config_path)
+
+    return ServiceSpec(
+        name="prometheus",
+        description="Prometheus: scrapes every service and evaluates the alert rules",
+        command=lambda: [
+            binary.require(),
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={state / 'data'}",
+            f"--web.listen-address={settings.bind_host}:{endpoint.port}",
+            f"--web.external-url={endpoint.url}",
+            "--web.enable-lifecycle",
+        ],
+        ports=(Port("prometheus", endpoint.port),),
+        health=lambda: http_ok(f"{endpoint.url}/-/ready"),
+        url=endpoint.url,
+        depends_on=("alertmanager",),
+        prerequisites=(binary,),
+        prepare=prepare,
+        startup_timeout_s=settings.stack.startup_timeout_s,
+        stop_timeout_s=settings.stack.stop_timeout_s,
+    )
+
+
+def local_services(settings: StackSettings) -> list[ServiceSpec]:
+    """Every service that ``bottega up`` starts in local mode."""
+    return [
+        kafka_service(settings),
+        mlflow_service(settings),
+        alertmanager_service(settings),
+        prometheus_service(settings),
+    ]
+
+
+
+def build_local_stack(settings: StackSettings) -> LocalStack:
+    """The local-mode stack runner for ``settings``."""
+    return LocalStack(
+        local_services(settings),
+        home=settings.home,
+        bind_host=settings.bind_host,
+        cwd=settings.project_root,
+    )

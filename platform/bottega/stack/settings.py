@@ -1,0 +1,36 @@
+"""Settings of the stack runner, the process behind ``bottega up|down|status|logs``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bottega.settings import BottegaSettings
+
+
+class StackOptions(BaseModel):
+    """How the local stack runner starts and stops processes (``BOTTEGA_STACK__*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    startup_timeout_s: float = Field(default=120.0, gt=0)
+    stop_timeout_s: float = Field(default=30.0, gt=0)
+    kafka_libs_dir: Path | None = Field(
+        default=None, description="The broker's jars; default <home>/lib/kafka."
+    )
+    mlflow_workers: int = Field(default=1, ge=1)
+    java: str = Field(default="java", description="The Java 17+ executable for the broker.")
+    prometheus_bin: str = "prometheus"
+    alertmanager_bins: tuple[str, ...] = ("prometheus-alertmanager", "alertmanager")
+
+
+class StackSettings(BottegaSettings):
+    """Settings for the stack runner."""
+
+    stack: StackOptions = Field(default_factory=StackOptions)
+
+    @property
+    def kafka_libs_dir(self) -> Path:
+        """Where ``make setup`` puts the broker's jars."""
+        return self.stack.kafka_libs_dir or self.home / "lib" / "kafka"
