@@ -9,6 +9,7 @@ reason in its headers, and the consumer carries on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -105,11 +106,9 @@ def create_topics(
         ]
         if not wanted:
             return []
-        try:
+        # Another process may create one of them between our list and our create.
+        with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(wanted, timeout_ms=kafka.request_timeout_ms)
-        except TopicAlreadyExistsError:
-            # Another process created one of them between our list and our create.
-            pass
         admin.wait_for_topics([t.name for t in wanted], timeout_ms=kafka.request_timeout_ms)
         return [t.name for t in wanted]
     finally:
@@ -120,7 +119,8 @@ class Producer:
     """Publishes events, keyed by their entity, with acks from all in-sync replicas.
 
     ``publish`` is asynchronous: it returns kafka-python's future at once. Call ``flush`` (or
-    ``future.get``) where the caller must know the broker has the message.
+    ``future.get``) where the caller must know the broker has the message. ``client`` replaces
+    the kafka-python producer, for unit tests.
     """
 
     def __init__(
@@ -129,18 +129,21 @@ class Producer:
         *,
         client_id: str = "bottega",
         metrics: BusMetrics | None = None,
+        client: Any = None,
         **config: Any,
     ) -> None:
         self._metrics = metrics or BusMetrics.for_registry()
-        options: dict[str, Any] = {
-            "bootstrap_servers": kafka.bootstrap_servers,
-            "client_id": client_id,
-            "acks": "all",
-            "linger_ms": 5,
-            "request_timeout_ms": kafka.request_timeout_ms,
-        }
-        options.update(config)
-        self._producer = KafkaProducer(**options)
+        if client is None:
+            options: dict[str, Any] = {
+                "bootstrap_servers": kafka.bootstrap_servers,
+                "client_id": client_id,
+                "acks": "all",
+                "linger_ms": 5,
+                "request_timeout_ms": kafka.request_timeout_ms,
+            }
+            options.update(config)
+            client = KafkaProducer(**options)
+        self._producer = client
 
     def publish(self, event: Event, *, topic: str | None = None) -> Any:
         """Send ``event`` to its topic (or ``topic``), keyed by its entity."""
@@ -192,7 +195,8 @@ class Consumer:
     batch of parsed envelopes. When it returns, the batch's offsets are committed and any
     unparseable messages of the batch have been acknowledged by ``<topic>.dlq``. When it raises,
     nothing is committed, the consumer seeks back to the start of the batch, and the next poll,
-    after a growing backoff, hands it the same messages again.
+    after a growing backoff, hands it the same messages again. ``client`` replaces the
+    kafka-python consumer, for unit tests.
     """
 
     def __init__(
@@ -208,6 +212,7 @@ class Consumer:
         backoff_max_s: float = 30.0,
         metrics: BusMetrics | None = None,
         client_id: str = "bottega",
+        client: Any = None,
         **config: Any,
     ) -> None:
         if not topics:
@@ -221,16 +226,18 @@ class Consumer:
         self._backoff_max_s = backoff_max_s
         self._backoff_s = 0.0
         self._metrics = metrics or BusMetrics.for_registry()
-        options: dict[str, Any] = {
-            "bootstrap_servers": kafka.bootstrap_servers,
-            "group_id": group_id,
-            "client_id": client_id,
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            "request_timeout_ms": max(kafka.request_timeout_ms, 30_000),
-        }
-        options.update(config)
-        self._consumer = KafkaConsumer(*self._schemas, **options)
+        if client is None:
+            options: dict[str, Any] = {
+                "bootstrap_servers": kafka.bootstrap_servers,
+                "group_id": group_id,
+                "client_id": client_id,
+                "enable_auto_commit": False,
+                "auto_offset_reset": "earliest",
+                "request_timeout_ms": max(kafka.request_timeout_ms, 30_000),
+            }
+            options.update(config)
+            client = KafkaConsumer(*self._schemas, **options)
+        self._consumer = client
 
     @property
     def backoff_s(self) -> float:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -43,7 +43,7 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 
-class ModeChoice(str, Enum):
+class ModeChoice(StrEnum):
     """How to run the stack."""
 
     auto = "auto"
@@ -124,8 +124,7 @@ def up(services: ServicesArg = None, mode: ModeOption = ModeChoice.auto) -> None
         report = stack.up(services)
         if report.started:
             console.print(
-                f"started {', '.join(report.started)} "
-                f"in {time.monotonic() - started_at:.1f}s"
+                f"started {', '.join(report.started)} in {time.monotonic() - started_at:.1f}s"
             )
         else:
             console.print("the stack is already running; nothing to start")
@@ -207,11 +206,15 @@ def doctor() -> None:
             java_prerequisite(settings),
             kafka_jars_prerequisite(settings),
             prometheus_prerequisite(settings),
-            Prerequisite("promtool", "install it: apt-get install -y prometheus",
-                         executables=("promtool",)),
+            Prerequisite(
+                "promtool", "install it: apt-get install -y prometheus", executables=("promtool",)
+            ),
             alertmanager_prerequisite(settings),
-            Prerequisite("amtool", "install it: apt-get install -y prometheus-alertmanager",
-                         executables=("amtool",)),
+            Prerequisite(
+                "amtool",
+                "install it: apt-get install -y prometheus-alertmanager",
+                executables=("amtool",),
+            ),
         ]
         missing = 0
         for check in checks:

@@ -58,8 +58,54 @@ class KafkaSettings(Endpoint):
         return self.address
 
 
-def _endpoint(port: int) -> Any:
-    return Field(default_factory=lambda: Endpoint(port=port))
+# One class per service, so that each field's default port survives an environment override of
+# its host alone (``BOTTEGA_MLFLOW__HOST=mlflow`` keeps port 5000).
+class MlflowEndpoint(Endpoint):
+    """The MLflow tracking server and registry."""
+
+    port: int = Field(default=5000, ge=1, le=65535)
+
+
+class PrometheusEndpoint(Endpoint):
+    """Prometheus."""
+
+    port: int = Field(default=9090, ge=1, le=65535)
+
+
+class AlertmanagerEndpoint(Endpoint):
+    """Alertmanager."""
+
+    port: int = Field(default=9093, ge=1, le=65535)
+
+
+class GrafanaEndpoint(Endpoint):
+    """Grafana (Docker mode only)."""
+
+    port: int = Field(default=3001, ge=1, le=65535)
+
+
+class ServingEndpoint(Endpoint):
+    """The BentoML model server."""
+
+    port: int = Field(default=3000, ge=1, le=65535)
+
+
+class TrainerEndpoint(Endpoint):
+    """The trainer's API and Alertmanager webhook."""
+
+    port: int = Field(default=8081, ge=1, le=65535)
+
+
+class MonitorEndpoint(Endpoint):
+    """The monitor's metrics and reports."""
+
+    port: int = Field(default=8082, ge=1, le=65535)
+
+
+class IngestEndpoint(Endpoint):
+    """The ingest service's metrics."""
+
+    port: int = Field(default=8083, ge=1, le=65535)
 
 
 class BottegaSettings(BaseSettings):
@@ -91,14 +137,14 @@ class BottegaSettings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    mlflow: Endpoint = _endpoint(5000)
-    prometheus: Endpoint = _endpoint(9090)
-    alertmanager: Endpoint = _endpoint(9093)
-    grafana: Endpoint = _endpoint(3001)
-    serving: Endpoint = _endpoint(3000)
-    trainer: Endpoint = _endpoint(8081)
-    monitor: Endpoint = _endpoint(8082)
-    ingest: Endpoint = _endpoint(8083)
+    mlflow: MlflowEndpoint = Field(default_factory=MlflowEndpoint)
+    prometheus: PrometheusEndpoint = Field(default_factory=PrometheusEndpoint)
+    alertmanager: AlertmanagerEndpoint = Field(default_factory=AlertmanagerEndpoint)
+    grafana: GrafanaEndpoint = Field(default_factory=GrafanaEndpoint)
+    serving: ServingEndpoint = Field(default_factory=ServingEndpoint)
+    trainer: TrainerEndpoint = Field(default_factory=TrainerEndpoint)
+    monitor: MonitorEndpoint = Field(default_factory=MonitorEndpoint)
+    ingest: IngestEndpoint = Field(default_factory=IngestEndpoint)
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> BottegaSettings:
@@ -132,4 +178,4 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build a settings object, reading the env file named by ``BOTTEGA_ENV_FILE`` (default
     ``.env``) beneath the environment."""
     env_file = os.environ.get("BOTTEGA_ENV_FILE", ".env")
-    return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    return cls(_env_file=env_file, **overrides)

@@ -17,7 +17,15 @@ from bottega.errors import ConfigError
 from bottega.settings import BottegaSettings, Endpoint
 
 # Scrape jobs are named after the services they scrape.
-SCRAPED_SERVICES = ("prometheus", "alertmanager", "mlflow", "serving", "trainer", "monitor", "ingest")
+SCRAPED_SERVICES = (
+    "prometheus",
+    "alertmanager",
+    "mlflow",
+    "serving",
+    "trainer",
+    "monitor",
+    "ingest",
+)
 
 
 def service_endpoints(settings: BottegaSettings) -> dict[str, Endpoint]:

@@ -6,6 +6,7 @@ after our process dies; the pair cannot, so ``down`` never signals a stranger.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -118,10 +119,8 @@ def terminate(record: PidRecord, *, timeout_s: float) -> bool:
         log.warning("escalating to SIGKILL", extra={"pid": record.pid, "left": len(alive)})
         _signal_group(record.pid, signal.SIGKILL)
         for p in alive:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
-            except psutil.NoSuchProcess:
-                pass
         psutil.wait_procs(alive, timeout=5)
     _reap(record.pid)
     return True
@@ -135,10 +134,8 @@ def _children(proc: psutil.Process) -> list[psutil.Process]:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _reap(pid: int) -> None:
@@ -154,9 +151,7 @@ def _reap(pid: int) -> None:
         time.sleep(0.05)
 
 
-def spawn_and_wait(
-    command: Sequence[str], *, log_path: Path, cwd: Path, timeout_s: float
-) -> None:
+def spawn_and_wait(command: Sequence[str], *, log_path: Path, cwd: Path, timeout_s: float) -> None:
     """Run a one-shot command (a storage format, say) to completion; raise if it fails."""
     from bottega.errors import ServiceStartError
 

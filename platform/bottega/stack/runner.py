@@ -1,4 +1,4 @@
-"""The local stack runner: start in dependency order, wait on health, stop exactly what it started."""
+"""The local stack runner: start in dependency order, wait on health, stop what it started."""
 
 from __future__ import annotations
 
@@ -149,8 +149,10 @@ class LocalStack:
                 if spec.after_start:
                     spec.after_start()
         except BaseException:
-            log.error("start failed; stopping what this call started",
-                      extra={"started": [s.name for s in started]})
+            log.error(
+                "start failed; stopping what this call started",
+                extra={"started": [s.name for s in started]},
+            )
             for spec in reversed(started):
                 self._stop(spec)
             raise

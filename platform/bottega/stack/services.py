@@ -106,7 +106,9 @@ def kafka_service(settings: StackSettings) -> ServiceSpec:
             # First start: format the storage with a fresh cluster id.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             spawn_and_wait(
-                java_command(KAFKA_STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config_path)),
+                java_command(
+                    KAFKA_STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config_path)
+                ),
                 log_path=settings.home / "logs" / "kafka-format.log",
                 cwd=settings.project_root,
                 timeout_s=120,
@@ -244,7 +246,6 @@ def local_services(settings: StackSettings) -> list[ServiceSpec]:
         alertmanager_service(settings),
         prometheus_service(settings),
     ]
-
 
 
 def build_local_stack(settings: StackSettings) -> LocalStack:

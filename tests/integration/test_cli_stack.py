@@ -1,0 +1,125 @@
+"""`bottega up|status|down` as a user runs them, against a private full stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from .conftest import free_ports
+
+SERVICES = ("kafka", "mlflow", "alertmanager", "prometheus")
+
+
+@pytest.fixture()
+def cli_env(project_root: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
+    kafka, controller, mlflow, prometheus, alertmanager = free_ports(5)
+    env = {
+        **os.environ,
+        "MODE": "local",
+        "BOTTEGA_ENV_FILE": str(tmp_path / "no.env"),
+        "BOTTEGA_HOME": str(tmp_path / "home"),
+        "BOTTEGA_KAFKA__PORT": str(kafka),
+        "BOTTEGA_KAFKA__CONTROLLER_PORT": str(controller),
+        "BOTTEGA_MLFLOW__PORT": str(mlflow),
+        "BOTTEGA_PROMETHEUS__PORT": str(prometheus),
+        "BOTTEGA_ALERTMANAGER__PORT": str(alertmanager),
+        "BOTTEGA_STACK__KAFKA_LIBS_DIR": str(project_root / ".bottega" / "lib" / "kafka"),
+        "COLUMNS": "200",
+    }
+    yield env
+    # Whatever happened above, leave no process behind.
+    bottega(env, "down")
+
+
+def bottega(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    exe = str(Path(sys.executable).parent / "bottega")
+    return subprocess.run(
+        [exe, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def pid_records(home: Path) -> dict[str, dict[str, object]]:
+    return {p.stem: json.loads(p.read_text()) for p in (home / "run").glob("*.pid")}
+
+
+def test_up_status_up_down(cli_env: dict[str, str]) -> None:
+    home = Path(cli_env["BOTTEGA_HOME"])
+    started = bottega(cli_env, "up")
+    assert started.returncode == 0, started.stderr + started.stdout
+    assert "started kafka, mlflow, alertmanager, prometheus" in started.stdout
+    records = pid_records(home)
+    assert set(records) == set(SERVICES)
+    family = []
+    for record in records.values():
+        proc = psutil.Process(int(record["pid"]))  # type: ignore[call-overload]
+        family += [proc, *proc.children(recursive=True)]
+    assert all(p.is_running() for p in family)
+    for name in SERVICES:
+        assert (home / "logs" / f"{name}.log").exists()
+
+    again = bottega(cli_env, "up")
+    assert again.returncode == 0, again.stderr
+    assert "already running" in again.stdout
+    assert pid_records(home) == records
+
+    status = bottega(cli_env, "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = [line for line in status.stdout.splitlines() if any(s in line for s in SERVICES)]
+    assert len(rows) == 4 and all("healthy" in row for row in rows)
+    assert f"http://127.0.0.1:{cli_env['BOTTEGA_MLFLOW__PORT']}" in status.stdout
+    assert str(records["kafka"]["pid"]) in status.stdout
+
+    stopped = bottega(cli_env, "down")
+    assert stopped.returncode == 0, stopped.stderr
+    gone, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive, f"left running: {alive}"
+    assert pid_records(home) == {}
+
+    after = bottega(cli_env, "status")
+    assert after.returncode == 1
+    assert after.stdout.count("stopped") == 4
+
+
+def test_a_taken_port_fails_cleanly_and_leaves_nothing(cli_env: dict[str, str]) -> None:
+    port = int(cli_env["BOTTEGA_PROMETHEUS__PORT"])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        done = bottega(cli_env, "up")
+    assert done.returncode == 1
+    assert f"port {port}" in done.stderr and "prometheus" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert pid_records(Path(cli_env["BOTTEGA_HOME"])) == {}
+
+
+def test_docker_mode_says_plainly_it_is_not_built(cli_env: dict[str, str]) -> None:
+    done = bottega({**cli_env, "MODE": "docker"}, "up")
+    assert done.returncode == 1
+    assert "Docker mode is not built yet" in done.stderr
+    assert "MODE=local" in done.stderr
+    assert pid_records(Path(cli_env["BOTTEGA_HOME"])) == {}
+
+
+def test_a_missing_prerequisite_gets_one_line_on_how_to_install_it(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {
+        **cli_env,
+        "BOTTEGA_STACK__KAFKA_LIBS_DIR": str(tmp_path / "no-jars"),
+        "BOTTEGA_STACK__PROMETHEUS_BIN": "prometheus-not-installed",
+    }
+    done = bottega(env, "up")
+    assert done.returncode == 1
+    assert "is missing" in done.stderr and "make setup" in done.stderr
+    assert "Traceback" not in done.stderr
+    doctor = bottega(env, "doctor")
+    assert doctor.returncode == 1
+    assert "apt-get install -y prometheus" in doctor.stdout

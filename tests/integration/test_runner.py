@@ -1,0 +1,145 @@
+"""The stack runner's process rules, on small real processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bottega.errors import PortInUse, ServiceStartError
+from bottega.stack.health import http_ok
+from bottega.stack.process import PidFile, PidRecord
+from bottega.stack.runner import LocalStack
+from bottega.stack.spec import Port, ServiceSpec
+
+from .conftest import free_ports
+
+
+def web(name: str, port: int, *deps: str) -> ServiceSpec:
+    return ServiceSpec(
+        name=name,
+        command=lambda: [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        ports=(Port(name, port),),
+        health=lambda: http_ok(f"http://127.0.0.1:{port}/"),
+        url=f"http://127.0.0.1:{port}",
+        depends_on=deps,
+        startup_timeout_s=30,
+        stop_timeout_s=5,
+    )
+
+
+def crashing(name: str, *deps: str) -> ServiceSpec:
+    return ServiceSpec(
+        name=name,
+        command=lambda: [
+            sys.executable,
+            "-c",
+            "import sys; print('boom: bad config'); sys.exit(3)",
+        ],
+        ports=(),
+        health=lambda: False,
+        url="",
+        depends_on=deps,
+        startup_timeout_s=30,
+    )
+
+
+def stack_of(tmp_path: Path, *specs: ServiceSpec) -> LocalStack:
+    return LocalStack(
+        specs, home=tmp_path, bind_host="127.0.0.1", cwd=tmp_path, poll_interval_s=0.05
+    )
+
+
+def test_up_down_writes_and_removes_pid_files_and_logs(tmp_path: Path) -> None:
+    p1, p2 = free_ports(2)
+    stack = stack_of(tmp_path, web("b", p2, "a"), web("a", p1))
+    report = stack.up()
+    try:
+        assert report.started == ["a", "b"]
+        pids = {name: stack.pid_file(name).read() for name in ("a", "b")}
+        assert all(record and psutil.pid_exists(record.pid) for record in pids.values())
+        assert [row.state for row in stack.status()] == ["healthy", "healthy"]
+        assert stack.log_path("a").exists()
+        again = stack.up()
+        assert again.started == [] and again.already_running == ["a", "b"]
+        assert {n: stack.pid_file(n).read() for n in ("a", "b")} == pids
+    finally:
+        stopped = stack.down()
+    assert stopped == ["b", "a"]
+    for record in pids.values():
+        assert record is not None and not psutil.pid_exists(record.pid)
+    assert not list((tmp_path / "run").glob("*.pid"))
+    assert [row.state for row in stack.status()] == ["stopped", "stopped"]
+
+
+def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    p1, p2 = free_ports(2)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", p2))
+        squatter.listen()
+        stack = stack_of(tmp_path, web("a", p1), web("b", p2))
+        with pytest.raises(PortInUse, match=f"port {p2}") as info:
+            stack.up()
+    assert info.value.service == "b"
+    assert not list((tmp_path / "run").glob("*.pid"))
+    assert [row.state for row in stack.status()] == ["stopped", "stopped"]
+
+
+def test_a_service_that_dies_rolls_back_what_this_call_started(tmp_path: Path) -> None:
+    (p1,) = free_ports(1)
+    stack = stack_of(tmp_path, web("a", p1), crashing("b", "a"))
+    with pytest.raises(ServiceStartError, match="b exited while starting") as info:
+        stack.up()
+    assert "boom: bad config" in str(info.value.hint)
+    assert [row.state for row in stack.status()] == ["stopped", "stopped"]
+    assert not http_ok(f"http://127.0.0.1:{p1}/", timeout_s=0.5)
+
+
+def test_a_service_that_stays_unhealthy_times_out_and_rolls_back(tmp_path: Path) -> None:
+    (p1,) = free_ports(1)
+    sleeper = ServiceSpec(
+        name="sleeper",
+        command=lambda: [sys.executable, "-c", "import time; time.sleep(60)"],
+        ports=(),
+        health=lambda: False,
+        url="",
+        startup_timeout_s=1,
+        stop_timeout_s=5,
+    )
+    stack = stack_of(tmp_path, web("a", p1), sleeper)
+    with pytest.raises(ServiceStartError, match="did not become healthy within 1s"):
+        stack.up()
+    assert [row.state for row in stack.status()] == ["stopped", "stopped"]
+
+
+def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
+    me = psutil.Process(os.getpid())
+    record = PidRecord(pid=me.pid, create_time=me.create_time() - 3600, command=["x"], log_path="x")
+    pid_file = PidFile(tmp_path / "run" / "ghost.pid")
+    pid_file.write(record)
+    assert pid_file.live() is None
+    stack = stack_of(tmp_path, crashing("ghost"))
+    assert stack.down() == []  # and this test process is still alive to assert it
+    assert not pid_file.path.exists()
+
+
+def test_a_crashed_service_is_restarted_by_the_next_up(tmp_path: Path) -> None:
+    (p1,) = free_ports(1)
+    stack = stack_of(tmp_path, web("a", p1))
+    stack.up()
+    try:
+        first = stack.pid_file("a").read()
+        assert first is not None
+        psutil.Process(first.pid).kill()
+        psutil.Process(first.pid).wait(timeout=5)
+        assert [row.state for row in stack.status()] == ["stopped"]
+        report = stack.up()
+        assert report.started == ["a"]
+        second = stack.pid_file("a").read()
+        assert second is not None and second.pid != first.pid
+    finally:
+        stack.down()

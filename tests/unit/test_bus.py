@@ -1,0 +1,255 @@
+"""The bus's commit, retry and dead-letter rules, on in-memory fakes of kafka-python."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from kafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from bottega.bus import BusMetrics, Consumer, Envelope, Producer
+from bottega.events import Transaction
+from bottega.settings import KafkaSettings
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class FakeFuture:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    def add_callback(self, fn: Any) -> FakeFuture:
+        if not self.fail:
+            fn(None)
+        return self
+
+    def add_errback(self, fn: Any) -> FakeFuture:
+        if self.fail:
+            fn(RuntimeError("broker down"))
+        return self
+
+    def get(self, timeout: float | None = None) -> None:
+        if self.fail:
+            raise RuntimeError("broker down")
+
+
+class FakeProducer:
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]] | None]] = []
+        self.fail = fail
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> FakeFuture:
+        self.sent.append((topic, value, key, headers))
+        return FakeFuture(self.fail)
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+    def close(self, timeout: float | None = None) -> None: ...
+
+
+class FakeConsumer:
+    """One partition per topic, a log of records, a position and committed offsets."""
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self.log: dict[TopicPartition, list[Record]] = defaultdict(list)
+        for record in records:
+            self.log[TopicPartition(record.topic, record.partition)].append(record)
+        self.position = {tp: 0 for tp in self.log}
+        self.committed: dict[TopicPartition, int] = {}
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, Any]:
+        out = {}
+        for tp, records in self.log.items():
+            batch = records[self.position[tp] : self.position[tp] + (max_records or 500)]
+            if batch:
+                out[tp] = batch
+                self.position[tp] += len(batch)
+        return out
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.position[tp] = offset
+
+    def commit(self, offsets: dict[TopicPartition, Any]) -> None:
+        self.committed.update({tp: om.offset for tp, om in offsets.items()})
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.log)
+
+    def close(self, autocommit: bool = False) -> None: ...
+
+
+def txn_bytes(card: str) -> bytes:
+    return Transaction(
+        card_id=card, merchant_id="m", amount=1.0, merchant_category="grocery", country="FR"
+    ).to_bytes()
+
+
+def records(values: Sequence[bytes | None], topic: str = "transactions") -> list[Record]:
+    return [Record(topic, 0, i, b"k", v) for i, v in enumerate(values)]
+
+
+def make_consumer(
+    fake: FakeConsumer,
+    handler: Any,
+    dlq: FakeProducer | None = None,
+    registry: CollectorRegistry | None = None,
+) -> tuple[Consumer, FakeProducer]:
+    dlq = dlq or FakeProducer()
+    metrics = BusMetrics(registry or CollectorRegistry())
+    consumer = Consumer(
+        KafkaSettings(),
+        group_id="g",
+        topics={"transactions": Transaction},
+        handler=handler,
+        dead_letters=Producer(KafkaSettings(), client=dlq, metrics=metrics),
+        metrics=metrics,
+        client=fake,
+        backoff_initial_s=0.1,
+        backoff_max_s=0.4,
+    )
+    return consumer, dlq
+
+
+def test_commits_the_batch_after_the_handler_returns() -> None:
+    fake = FakeConsumer(records([txn_bytes("a"), txn_bytes("b"), txn_bytes("c")]))
+    seen: list[Envelope[Any]] = []
+    consumer, _ = make_consumer(fake, seen.extend)
+    result = consumer.poll_once()
+    assert [env.event.card_id for env in seen] == ["a", "b", "c"]
+    assert [env.offset for env in seen] == [0, 1, 2]
+    assert fake.committed == {TopicPartition("transactions", 0): 3}
+    assert result.consumed == 3 and not result.failed
+
+
+def test_a_failing_handler_commits_nothing_and_gets_the_batch_again() -> None:
+    fake = FakeConsumer(records([txn_bytes("a"), txn_bytes("b")]))
+    calls: list[list[str]] = []
+
+    def flaky(batch: Sequence[Envelope[Any]]) -> None:
+        calls.append([env.event.card_id for env in batch])
+        if len(calls) == 1:
+            raise RuntimeError("feature store unavailable")
+
+    consumer, _ = make_consumer(fake, flaky)
+    first = consumer.poll_once()
+    assert first.failed
+    assert fake.committed == {}
+    assert consumer.backoff_s == pytest.approx(0.1)
+    second = consumer.poll_once()
+    assert not second.failed
+    assert calls == [["a", "b"], ["a", "b"]]
+    assert fake.committed == {TopicPartition("transactions", 0): 2}
+    assert consumer.backoff_s == 0
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    fake = FakeConsumer(records([txn_bytes("a")]))
+
+    def always_fails(batch: Sequence[Envelope[Any]]) -> None:
+        raise RuntimeError("down")
+
+    consumer, _ = make_consumer(fake, always_fails)
+    backoffs = []
+    for _ in range(5):
+        consumer.poll_once()
+        backoffs.append(consumer.backoff_s)
+    assert backoffs == pytest.approx([0.1, 0.2, 0.4, 0.4, 0.4])
+    assert fake.committed == {}
+
+
+def test_poisoned_messages_go_to_the_dlq_and_the_rest_are_handled() -> None:
+    values: list[bytes | None] = [
+        txn_bytes("a"),
+        b"\xff\xfenot json",
+        b'{"card_id": 3}',
+        None,
+        txn_bytes("b"),
+    ]
+    fake = FakeConsumer(records(values))
+    seen: list[str] = []
+    registry = CollectorRegistry()
+    consumer, dlq = make_consumer(
+        fake, lambda b: seen.extend(e.event.card_id for e in b), registry=registry
+    )
+    result = consumer.poll_once()
+    assert seen == ["a", "b"]
+    assert result.dead_lettered == 3
+    assert [topic for topic, *_ in dlq.sent] == ["transactions.dlq"] * 3
+    assert [value for _, value, _, _ in dlq.sent] == [b"\xff\xfenot json", b'{"card_id": 3}', b""]
+    headers = dict(dlq.sent[1][3] or [])
+    assert headers["bottega.source.topic"] == b"transactions"
+    assert headers["bottega.source.offset"] == b"2"
+    assert b"merchant_id" in headers["bottega.error"]
+    assert fake.committed == {TopicPartition("transactions", 0): 5}
+    dead = registry.get_sample_value(
+        "bottega_bus_messages_total", {"topic": "transactions", "outcome": "dead_lettered"}
+    )
+    assert dead == 3
+
+
+def test_a_dlq_outage_blocks_the_commit() -> None:
+    fake = FakeConsumer(records([txn_bytes("a"), b"garbage"]))
+    consumer, _ = make_consumer(fake, lambda batch: None, dlq=FakeProducer(fail=True))
+    result = consumer.poll_once()
+    assert result.failed
+    assert fake.committed == {}
+    assert fake.position[TopicPartition("transactions", 0)] == 0
+
+
+def test_a_batch_of_only_poison_still_commits() -> None:
+    fake = FakeConsumer(records([b"x", b"y"]))
+    handled: list[Any] = []
+    consumer, dlq = make_consumer(fake, handled.append)
+    consumer.poll_once()
+    assert handled == []
+    assert len(dlq.sent) == 2
+    assert fake.committed == {TopicPartition("transactions", 0): 2}
+
+
+def test_producer_keys_events_by_entity_and_counts() -> None:
+    fake = FakeProducer()
+    registry = CollectorRegistry()
+    producer = Producer(KafkaSettings(), client=fake, metrics=BusMetrics(registry))
+    txn = Transaction(
+        card_id="card-9", merchant_id="m", amount=3.0, merchant_category="travel", country="DE"
+    )
+    producer.publish(txn)
+    producer.publish(txn, topic="elsewhere")
+    assert [(t, k) for t, _, k, _ in fake.sent] == [
+        ("transactions", b"card-9"),
+        ("elsewhere", b"card-9"),
+    ]
+    assert Transaction.from_bytes(fake.sent[0][1]) == txn
+    produced = registry.get_sample_value(
+        "bottega_bus_messages_total", {"topic": "transactions", "outcome": "produced"}
+    )
+    assert produced == 1
+
+
+def test_a_consumer_needs_topics() -> None:
+    with pytest.raises(ValueError, match="topic"):
+        Consumer(
+            KafkaSettings(),
+            group_id="g",
+            topics={},
+            handler=lambda b: None,
+            dead_letters=Producer(KafkaSettings(), client=FakeProducer()),
+            client=FakeConsumer([]),
+        )
