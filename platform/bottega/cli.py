@@ -218,12 +218,12 @@ def doctor() -> None:
         ]
         missing = 0
         for check in checks:
-            found = check.resolve()
-            if found:
-                console.print(f"[green]ok[/]       {check.name:<18} {found}")
+            problem = check.problem()
+            if problem is None:
+                console.print(f"[green]ok[/]       {check.name:<18} {check.locate()}")
             else:
                 missing += 1
-                console.print(f"[red]missing[/]  {check.name:<18} {check.install_hint}")
+                console.print(f"[red]missing[/]  {problem}: {check.install_hint}")
         if missing:
             raise typer.Exit(1)
 

@@ -8,6 +8,8 @@ mistake they made.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class BottegaError(Exception):
     """The root of Bottega's errors."""
@@ -71,3 +73,12 @@ class NotImplementedMode(BottegaError):
     """A run mode that this version of Bottega does not provide yet."""
 
     http_status = 501
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """``field.path: reason; ...``: which fields are wrong and why, on one line."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "<input>"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

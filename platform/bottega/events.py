@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bottega.errors import SchemaError
+from bottega.errors import SchemaError, describe_validation_error
 
 # Feature values that a prediction logs: numbers, categories, or a missing value.
 FeatureValue = float | int | str | bool | None
@@ -62,15 +62,7 @@ class Event(BaseModel):
         try:
             return cls.model_validate_json(raw)
         except ValidationError as exc:
-            raise SchemaError(f"{cls.__name__}: {_describe(exc)}") from exc
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in error["loc"]) or "<message>"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
+            raise SchemaError(f"{cls.__name__}: {describe_validation_error(exc)}") from exc
 
 
 class Transaction(Event):

@@ -14,8 +14,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bottega.errors import ConfigError, describe_validation_error
 
 DEFAULT_HOST = "127.0.0.1"
 # platform/bottega/settings.py -> the checkout, for an editable install (local mode) and for the
@@ -175,7 +177,19 @@ S = TypeVar("S", bound=BottegaSettings)
 
 
 def load_settings(cls: type[S], **overrides: Any) -> S:
-    """Build a settings object, reading the env file named by ``BOTTEGA_ENV_FILE`` (default
-    ``.env``) beneath the environment."""
-    env_file = os.environ.get("BOTTEGA_ENV_FILE", ".env")
-    return cls(_env_file=env_file, **overrides)
+    """Build a settings object from the environment over an env file.
+
+    The env file is ``BOTTEGA_ENV_FILE`` when set, else ``.env`` in the working directory, else
+    ``.env`` at the checkout's root. A wrong value raises :class:`ConfigError` naming the field.
+    """
+    env_file = os.environ.get("BOTTEGA_ENV_FILE")
+    if env_file is None:
+        local = Path(".env")
+        env_file = str(local if local.exists() else _PACKAGE_ROOT / ".env")
+    try:
+        return cls(_env_file=env_file, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"invalid settings: {describe_validation_error(exc)}",
+            hint="variables are BOTTEGA_<FIELD>, with __ between nested fields; see .env.example",
+        ) from exc

@@ -123,3 +123,17 @@ def test_a_missing_prerequisite_gets_one_line_on_how_to_install_it(
     doctor = bottega(env, "doctor")
     assert doctor.returncode == 1
     assert "apt-get install -y prometheus" in doctor.stdout
+
+
+def test_a_bad_setting_names_the_field_without_a_traceback(cli_env: dict[str, str]) -> None:
+    done = bottega({**cli_env, "BOTTEGA_KAFKA__PROT": "1"}, "status")
+    assert done.returncode == 1
+    assert "kafka.prot" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unknown_service_is_named(cli_env: dict[str, str]) -> None:
+    done = bottega(cli_env, "down", "nosuch")
+    assert done.returncode == 1
+    assert "unknown service 'nosuch'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -61,3 +61,14 @@ def test_select_pulls_in_dependencies(tmp_path: object) -> None:
     assert names(stack.select(["serving"])) == ["kafka", "mlflow", "serving"]
     with pytest.raises(ConfigError, match="unknown service 'grafana'"):
         stack.select(["grafana"])
+
+
+def test_down_rejects_an_unknown_service(tmp_path: object) -> None:
+    stack = LocalStack(
+        [spec("kafka")],
+        home=tmp_path,
+        bind_host="127.0.0.1",  # type: ignore[arg-type]
+        cwd=tmp_path,
+    )  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="unknown service 'nosuch'"):
+        stack.down(["nosuch"])

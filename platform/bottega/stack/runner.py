@@ -103,12 +103,11 @@ class LocalStack:
         """The named services plus everything they depend on, in dependency order."""
         if names is None:
             return list(self.specs)
+        names = list(names)
+        self._check_known(names)
         wanted: set[str] = set()
 
         def add(name: str) -> None:
-            if name not in self._by_name:
-                known = ", ".join(self._by_name)
-                raise ConfigError(f"unknown service {name!r}", hint=f"known services: {known}")
             if name not in wanted:
                 wanted.add(name)
                 for dep in self._by_name[name].depends_on:
@@ -117,6 +116,12 @@ class LocalStack:
         for name in names:
             add(name)
         return [spec for spec in self.specs if spec.name in wanted]
+
+    def _check_known(self, names: Iterable[str]) -> None:
+        for name in names:
+            if name not in self._by_name:
+                known = ", ".join(self._by_name)
+                raise ConfigError(f"unknown service {name!r}", hint=f"known services: {known}")
 
     # -- up ------------------------------------------------------------------------------
 
@@ -217,7 +222,12 @@ class LocalStack:
 
     def down(self, names: Iterable[str] | None = None) -> list[str]:
         """Stop the selected services in reverse dependency order; return those stopped."""
-        selected = self.specs if names is None else [self._by_name[n] for n in names]
+        if names is None:
+            selected = self.specs
+        else:
+            wanted = set(names)
+            self._check_known(wanted)
+            selected = [spec for spec in self.specs if spec.name in wanted]
         stopped = []
         for spec in reversed(selected):
             if self._stop(spec):

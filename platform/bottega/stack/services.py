@@ -7,6 +7,8 @@ Later components (the feature store, serving, ingest, monitor and trainer) add t
 from __future__ import annotations
 
 import base64
+import re
+import subprocess
 import sys
 import uuid
 from string import Template
@@ -29,7 +31,25 @@ def java_prerequisite(settings: StackSettings) -> Prerequisite:
         "java",
         "install Java 17+: apt-get install -y openjdk-17-jre-headless",
         executables=(settings.stack.java,),
+        check=java_too_old,
     )
+
+
+def java_too_old(java: str, minimum: int = 17) -> str | None:
+    """Why ``java`` cannot run the broker (older than ``minimum``), or None."""
+    try:
+        done = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{java} -version failed: {exc}"
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr + done.stdout)
+    if not match:
+        return f"cannot read the version of {java}"
+    major = int(match.group(1))
+    if major == 1 and match.group(2):  # "1.8.0" is Java 8
+        major = int(match.group(2))
+    return None if major >= minimum else f"java {major} is too old; Kafka needs {minimum}+"
 
 
 def kafka_jars_prerequisite(settings: StackSettings) -> Prerequisite:

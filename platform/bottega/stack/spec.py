@@ -18,9 +18,11 @@ class Prerequisite:
     install_hint: str
     executables: tuple[str, ...] = ()
     paths: tuple[Path, ...] = ()
+    # Given what was found, says why it is not good enough (too old, say), or None.
+    check: Callable[[str], str | None] | None = None
 
-    def resolve(self) -> str | None:
-        """Where the prerequisite is, or None when it is missing."""
+    def locate(self) -> str | None:
+        """Where the prerequisite is, whatever its version, or None."""
         for exe in self.executables:
             found = shutil.which(exe)
             if found:
@@ -30,12 +32,19 @@ class Prerequisite:
                 return str(path)
         return None
 
-    def require(self) -> str:
-        """Where the prerequisite is; raises :class:`PrerequisiteMissing` when it is missing."""
-        found = self.resolve()
+    def problem(self) -> str | None:
+        """Why the prerequisite cannot be used, or None when it can."""
+        found = self.locate()
         if found is None:
-            raise PrerequisiteMissing(f"{self.name} is missing", hint=self.install_hint)
-        return found
+            return f"{self.name} is missing"
+        return self.check(found) if self.check else None
+
+    def require(self) -> str:
+        """Where the prerequisite is; raises :class:`PrerequisiteMissing` when it is unusable."""
+        problem = self.problem()
+        if problem is not None:
+            raise PrerequisiteMissing(problem, hint=self.install_hint)
+        return self.locate() or ""
 
 
 @dataclass(frozen=True)
