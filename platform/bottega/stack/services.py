@@ -179,7 +179,13 @@ def mlflow_service(settings: StackSettings) -> ServiceSpec:
             "--expose-prometheus",
             str(state / "prometheus"),
             "--allowed-hosts",
-            f"{endpoint.host},{endpoint.host}:{endpoint.port},localhost:{endpoint.port}",
+            # The Host headers clients send: the endpoint host and the bind address.
+            ",".join(
+                sorted(
+                    {f"{h}:{endpoint.port}" for h in (endpoint.host, settings.bind_host)}
+                    | {endpoint.host}
+                )
+            ),
         ]
 
     return ServiceSpec(
