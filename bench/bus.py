@@ -80,6 +80,7 @@ def make_transactions(count: int, *, seed: int = 7) -> list[Transaction]:
             amount=round(rng.lognormvariate(3.5, 1.0), 2) + 0.01,
             merchant_category=rng.choice(CATEGORIES),
             country=rng.choice(COUNTRIES),
+            card_country="FR",
             channel=rng.choice(("card_present", "online")),
             device_id=f"device-{rng.randrange(10_000):05d}" if rng.random() < 0.7 else None,
         )

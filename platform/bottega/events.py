@@ -76,7 +76,14 @@ class Transaction(Event):
     amount: float = Field(gt=0, description="Amount in the transaction's currency.")
     currency: str = Field(default="EUR", min_length=3, max_length=3)
     merchant_category: str = Field(min_length=1, description="Merchant category, e.g. grocery.")
-    country: str = Field(min_length=2, max_length=2, description="ISO 3166 alpha-2 country.")
+    country: str = Field(
+        min_length=2, max_length=2, description="ISO 3166 alpha-2 country where the card is used."
+    )
+    card_country: str = Field(
+        min_length=2,
+        max_length=2,
+        description="ISO 3166 alpha-2 country that issued the card (from its BIN).",
+    )
     channel: Literal["card_present", "online"] = "card_present"
     device_id: str | None = Field(default=None, description="Device fingerprint, when known.")
 

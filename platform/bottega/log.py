@@ -68,5 +68,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # kafka-python logs every reconnect and httpx every request at INFO: keep them out.
-    for noisy in ("kafka", "httpx", "httpcore"):
+    for noisy in ("kafka", "httpx", "httpcore", "feast"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

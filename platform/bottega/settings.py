@@ -110,6 +110,19 @@ class IngestEndpoint(Endpoint):
     port: int = Field(default=8083, ge=1, le=65535)
 
 
+class FeastSettings(BaseModel):
+    """The feature store (``BOTTEGA_FEAST__*``): SQLite online by default, Redis when set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project: str = Field(default="bottega", pattern=r"^[a-z][a-z0-9_]*$")
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_connection_string: str = Field(
+        default=f"{DEFAULT_HOST}:6379,db=0",
+        description="Feast's Redis connection string, used when online_store is redis.",
+    )
+
+
 class BottegaSettings(BaseSettings):
     """The shared base: where state lives, how to log, and where every service listens.
 
@@ -139,6 +152,7 @@ class BottegaSettings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    feast: FeastSettings = Field(default_factory=FeastSettings)
     mlflow: MlflowEndpoint = Field(default_factory=MlflowEndpoint)
     prometheus: PrometheusEndpoint = Field(default_factory=PrometheusEndpoint)
     alertmanager: AlertmanagerEndpoint = Field(default_factory=AlertmanagerEndpoint)
@@ -163,9 +177,29 @@ class BottegaSettings(BaseSettings):
         return self.project_root / "monitoring"
 
     @property
+    def feature_repo_dir(self) -> Path:
+        """The feature store's registry, online database and offline tables (local mode)."""
+        return self.home / "feast"
+
+    @property
     def infra_dir(self) -> Path:
         """Compose files, Dockerfiles and the Kafka broker's manifest."""
         return self.project_root / "infra"
+
+    def to_env(self) -> dict[str, str]:
+        """The shared settings as ``BOTTEGA_*`` variables, for a child process to read back."""
+        env: dict[str, str] = {}
+
+        def put(prefix: str, value: Any) -> None:
+            if isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    put(f"{prefix}__{name.upper()}", getattr(value, name))
+            elif value is not None:
+                env[prefix] = str(value)
+
+        for name in BottegaSettings.model_fields:
+            put(f"BOTTEGA_{name.upper()}", getattr(self, name))
+        return env
 
     @property
     def mlflow_tracking_uri(self) -> str:

@@ -28,7 +28,7 @@ def free_ports(count: int) -> list[int]:
 
 def make_stack_settings(project_root: Path, home: Path) -> StackSettings:
     """Settings for a private stack: its own state directory and free ports."""
-    kafka, controller, mlflow, prometheus, alertmanager = free_ports(5)
+    kafka, controller, mlflow, prometheus, alertmanager, ingest = free_ports(6)
     return StackSettings(  # type: ignore[call-arg]
         _env_file=None,
         project_root=project_root,
@@ -37,6 +37,7 @@ def make_stack_settings(project_root: Path, home: Path) -> StackSettings:
         mlflow={"port": mlflow},
         prometheus={"port": prometheus},
         alertmanager={"port": alertmanager},
+        ingest={"port": ingest},
         stack=StackOptions(
             kafka_libs_dir=project_root / ".bottega" / "lib" / "kafka", startup_timeout_s=180
         ),

@@ -15,12 +15,12 @@ import pytest
 
 from .conftest import free_ports
 
-SERVICES = ("kafka", "mlflow", "alertmanager", "prometheus")
+SERVICES = ("kafka", "mlflow", "alertmanager", "prometheus", "ingest")
 
 
 @pytest.fixture()
 def cli_env(project_root: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
-    kafka, controller, mlflow, prometheus, alertmanager = free_ports(5)
+    kafka, controller, mlflow, prometheus, alertmanager, ingest = free_ports(6)
     env = {
         **os.environ,
         "MODE": "local",
@@ -31,6 +31,7 @@ def cli_env(project_root: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
         "BOTTEGA_MLFLOW__PORT": str(mlflow),
         "BOTTEGA_PROMETHEUS__PORT": str(prometheus),
         "BOTTEGA_ALERTMANAGER__PORT": str(alertmanager),
+        "BOTTEGA_INGEST__PORT": str(ingest),
         "BOTTEGA_STACK__KAFKA_LIBS_DIR": str(project_root / ".bottega" / "lib" / "kafka"),
         "COLUMNS": "200",
     }
@@ -54,7 +55,7 @@ def test_up_status_up_down(cli_env: dict[str, str]) -> None:
     home = Path(cli_env["BOTTEGA_HOME"])
     started = bottega(cli_env, "up")
     assert started.returncode == 0, started.stderr + started.stdout
-    assert "started kafka, mlflow, alertmanager, prometheus" in started.stdout
+    assert "started kafka, mlflow, alertmanager, prometheus, ingest" in started.stdout
     records = pid_records(home)
     assert set(records) == set(SERVICES)
     family = []
@@ -73,7 +74,7 @@ def test_up_status_up_down(cli_env: dict[str, str]) -> None:
     status = bottega(cli_env, "status")
     assert status.returncode == 0, status.stdout + status.stderr
     rows = [line for line in status.stdout.splitlines() if any(s in line for s in SERVICES)]
-    assert len(rows) == 4 and all("healthy" in row for row in rows)
+    assert len(rows) == len(SERVICES) and all("healthy" in row for row in rows)
     assert f"http://127.0.0.1:{cli_env['BOTTEGA_MLFLOW__PORT']}" in status.stdout
     assert str(records["kafka"]["pid"]) in status.stdout
 
@@ -85,7 +86,7 @@ def test_up_status_up_down(cli_env: dict[str, str]) -> None:
 
     after = bottega(cli_env, "status")
     assert after.returncode == 1
-    assert after.stdout.count("stopped") == 4
+    assert after.stdout.count("stopped") == len(SERVICES)
 
 
 def test_a_taken_port_fails_cleanly_and_leaves_nothing(cli_env: dict[str, str]) -> None:

@@ -97,7 +97,7 @@ class FakeConsumer:
 
 def txn_bytes(card: str) -> bytes:
     return Transaction(
-        card_id=card, merchant_id="m", amount=1.0, merchant_category="grocery", country="FR"
+        card_id=card, merchant_id="m", amount=1.0, merchant_category="grocery", country="FR", card_country="FR"
     ).to_bytes()
 
 
@@ -228,7 +228,7 @@ def test_producer_keys_events_by_entity_and_counts() -> None:
     registry = CollectorRegistry()
     producer = Producer(KafkaSettings(), client=fake, metrics=BusMetrics(registry))
     txn = Transaction(
-        card_id="card-9", merchant_id="m", amount=3.0, merchant_category="travel", country="DE"
+        card_id="card-9", merchant_id="m", amount=3.0, merchant_category="travel", country="DE", card_country="FR"
     )
     producer.publish(txn)
     producer.publish(txn, topic="elsewhere")

@@ -22,6 +22,7 @@ def a_transaction(**overrides: object) -> Transaction:
         "amount": 42.5,
         "merchant_category": "grocery",
         "country": "FR",
+        "card_country": "FR",
     }
     fields.update(overrides)
     return Transaction.model_validate(fields)

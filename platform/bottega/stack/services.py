@@ -264,6 +264,32 @@ def prometheus_service(settings: StackSettings) -> ServiceSpec:
     )
 
 
+def ingest_service(settings: StackSettings) -> ServiceSpec:
+    """The streaming ingest, ``python -m services.ingest``; ready once it has recovered."""
+    endpoint = settings.ingest
+
+    def apply_features() -> None:
+        # The one-shot `feast apply` of local mode: register the feature repo before the ingest
+        # and anything else reads it.
+        from bottega.usecases.fraud.store import FraudFeatureStore
+
+        FraudFeatureStore(settings).apply()
+
+    return ServiceSpec(
+        name="ingest",
+        description="Streaming ingest: transactions and labels into Feast",
+        command=lambda: [sys.executable, "-m", "services.ingest"],
+        ports=(Port("ingest", endpoint.port),),
+        health=lambda: http_ok(f"{endpoint.url}/readyz"),
+        url=endpoint.url,
+        depends_on=("kafka",),
+        env=settings.to_env(),
+        prepare=apply_features,
+        startup_timeout_s=settings.stack.startup_timeout_s,
+        stop_timeout_s=settings.stack.stop_timeout_s,
+    )
+
+
 def local_services(settings: StackSettings) -> list[ServiceSpec]:
     """Every service that ``bottega up`` starts in local mode."""
     return [
@@ -271,6 +297,7 @@ def local_services(settings: StackSettings) -> list[ServiceSpec]:
         mlflow_service(settings),
         alertmanager_service(settings),
         prometheus_service(settings),
+        ingest_service(settings),
     ]
 
 

@@ -1,0 +1,1 @@
+"""Bottega's batch jobs, one package each."""

@@ -1,0 +1,1 @@
+"""Backfill: N days of simulated history into the feature store, without Kafka."""

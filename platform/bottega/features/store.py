@@ -1,0 +1,48 @@
+"""Build a Feast ``FeatureStore`` from settings, with no feature_store.yaml and no repo folder.
+
+``feast apply`` imports every ``.py`` in a repo folder; Bottega instead builds its ``RepoConfig``
+in code and applies the use case's declared objects, so what is applied is exactly what the code
+declares. Offline data lives in Parquet files read through Feast's DuckDB offline store (the
+``file`` offline store silently drops rows); online data in SQLite, or Redis when settings say so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from feast import FeatureStore, RepoConfig
+from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
+from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
+
+from bottega.settings import BottegaSettings
+
+
+def repo_config(settings: BottegaSettings) -> RepoConfig:
+    """The Feast repo configuration for ``settings``."""
+    repo = settings.feature_repo_dir
+    repo.mkdir(parents=True, exist_ok=True)
+    online: SqliteOnlineStoreConfig | RedisOnlineStoreConfig
+    if settings.feast.online_store == "redis":
+        online = RedisOnlineStoreConfig(connection_string=settings.feast.redis_connection_string)
+    else:
+        online = SqliteOnlineStoreConfig(path=str(repo / "online.db"))
+    return RepoConfig(
+        project=settings.feast.project,
+        registry=str(repo / "registry.db"),
+        provider="local",
+        online_store=online,
+        offline_store=DuckDBOfflineStoreConfig(),
+        entity_key_serialization_version=3,
+        repo_path=repo,
+    )
+
+
+def build_store(settings: BottegaSettings) -> FeatureStore:
+    """A Feast store for ``settings``. Build one per process and keep it: it is warm."""
+    return FeatureStore(config=repo_config(settings))
+
+
+def offline_dir(settings: BottegaSettings) -> Path:
+    """Where the offline tables' Parquet files live."""
+    return settings.feature_repo_dir / "offline"

@@ -1,0 +1,1 @@
+"""Fraud detection: card payments scored in real time, with chargebacks as delayed labels."""

@@ -1,0 +1,1 @@
+"""Bottega's long-running processes, one package each."""

@@ -1,0 +1,1 @@
+"""The streaming ingest: Kafka ``transactions`` and ``labels`` into the feature store."""
