@@ -69,10 +69,10 @@ test-unit: $(SETUP_STAMP) ## Fast tests, no I/O
 test-integration: setup ## Tests against real Kafka, MLflow, Prometheus and Alertmanager
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-lint: $(SETUP_STAMP) ## ruff, and mypy (strict) on platform/bottega
+lint: $(SETUP_STAMP) ## ruff, and mypy (strict) on platform/bottega and services
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy platform/bottega
+	$(VENV)/bin/mypy platform/bottega services
 
 fmt: $(SETUP_STAMP) ## Format and fix imports in place
 	$(VENV)/bin/ruff check --fix .

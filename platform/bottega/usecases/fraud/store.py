@@ -179,8 +179,7 @@ class FraudFeatureStore:
         if newest.is_valid:
             since = newest.as_py() - REBUILD_SPAN
             log_rows = self.transactions.query(
-                "SELECT * FROM t WHERE event_timestamp > ? "
-                "ORDER BY event_timestamp, event_id",
+                "SELECT * FROM t WHERE event_timestamp > ? ORDER BY event_timestamp, event_id",
                 [since],
             )
             for record in log_rows.to_pylist():
@@ -188,7 +187,9 @@ class FraudFeatureStore:
                 replayed += 1
             self._seed_devices(aggregator)
 
-        label_ids = set(self.labels.query("SELECT DISTINCT event_id FROM t")["event_id"].to_pylist())
+        label_ids = set(
+            self.labels.query("SELECT DISTINCT event_id FROM t")["event_id"].to_pylist()
+        )
         latest = self.latest_card_rows()
         if latest.num_rows:
             self._push(latest)
@@ -246,4 +247,3 @@ def _transaction(record: dict[str, Any]) -> Transaction:
         channel=record["channel"],
         device_id=record["device_id"],
     )
-

@@ -1,22 +1,16 @@
-"""The ``bottega`` command line: the stack's front door, for people.
-
-It talks to people through rich; everything below it logs structurally.
-"""
+"""``bottega up|down|status|logs|doctor``: the stack's commands."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from bottega.errors import BottegaError, NotImplementedMode
-from bottega.log import configure_logging
+from bottega.cli.common import ModeChoice, app, console, err_console, run_cli, setup_logging
+from bottega.errors import NotImplementedMode
 from bottega.settings import load_settings
 from bottega.stack.docker import choose_mode
 from bottega.stack.runner import LocalStack, ServiceStatus
@@ -30,25 +24,7 @@ from bottega.stack.services import (
 from bottega.stack.settings import StackSettings
 from bottega.stack.spec import Prerequisite
 
-app = typer.Typer(
-    name="bottega",
-    help="Bottega: a production ML platform in miniature.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console()
-err_console = Console(stderr=True)
-
 T = TypeVar("T")
-
-
-class ModeChoice(StrEnum):
-    """How to run the stack."""
-
-    auto = "auto"
-    local = "local"
-    docker = "docker"
 
 
 ModeOption = Annotated[
@@ -66,28 +42,9 @@ ServicesArg = Annotated[
 STATE_STYLE = {"healthy": "green", "unhealthy": "yellow", "stopped": "red"}
 
 
-def _settings() -> StackSettings:
-    settings = load_settings(StackSettings)
-    configure_logging(settings.log_level, "console")
-    return settings
-
-
-def _run(action: Callable[[], T]) -> T:
-    """Run ``action``; a BottegaError becomes one red line and exit status 1."""
-    try:
-        return action()
-    except BottegaError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}")
-        if exc.hint:
-            err_console.print(f"[dim]hint:[/] {exc.hint}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
-
-
 def _local_stack(mode: ModeChoice) -> tuple[StackSettings, LocalStack]:
-    settings = _settings()
+    settings = load_settings(StackSettings)
+    setup_logging(settings)
     chosen = choose_mode(mode.value)
     if chosen == "docker":
         if mode is ModeChoice.docker:
@@ -130,7 +87,7 @@ def up(services: ServicesArg = None, mode: ModeOption = ModeChoice.auto) -> None
             console.print("the stack is already running; nothing to start")
         console.print(_status_table(report.statuses))
 
-    _run(action)
+    run_cli(action)
 
 
 @app.command()
@@ -142,7 +99,7 @@ def down(services: ServicesArg = None, mode: ModeOption = ModeChoice.local) -> N
         stopped = stack.down(services)
         console.print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
 
-    _run(action)
+    run_cli(action)
 
 
 @app.command()
@@ -156,7 +113,7 @@ def status(mode: ModeOption = ModeChoice.local) -> None:
         if any(row.state != "healthy" for row in rows):
             raise typer.Exit(1)
 
-    _run(action)
+    run_cli(action)
 
 
 @app.command()
@@ -182,7 +139,7 @@ def logs(
             for name, path in paths.items():
                 positions[name] = _print_new_lines(name, path, positions.get(name, 0))
 
-    _run(action)
+    run_cli(action)
 
 
 def _print_new_lines(name: str, path: Path, position: int) -> int:
@@ -201,7 +158,8 @@ def doctor() -> None:
     """Check the machine for what local mode needs; exit 1 if anything is missing."""
 
     def action() -> None:
-        settings = _settings()
+        settings = load_settings(StackSettings)
+        setup_logging(settings)
         checks: list[Prerequisite] = [
             java_prerequisite(settings),
             kafka_jars_prerequisite(settings),
@@ -227,13 +185,4 @@ def doctor() -> None:
         if missing:
             raise typer.Exit(1)
 
-    _run(action)
-
-
-def main() -> None:
-    """Entry point of the ``bottega`` console script."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
+    run_cli(action)

@@ -1,0 +1,11 @@
+"""The ``bottega`` command line: the platform's front door, for people."""
+
+from bottega.cli import data, stack
+from bottega.cli.common import app
+
+__all__ = ["app", "data", "main", "stack"]
+
+
+def main() -> None:
+    """Entry point of the ``bottega`` console script."""
+    app()
