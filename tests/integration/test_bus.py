@@ -18,7 +18,12 @@ from .conftest import wait_for
 
 def txn(card: str, amount: float = 10.0) -> Transaction:
     return Transaction(
-        card_id=card, merchant_id="m-1", amount=amount, merchant_category="grocery", country="FR", card_country="FR"
+        card_id=card,
+        merchant_id="m-1",
+        amount=amount,
+        merchant_category="grocery",
+        country="FR",
+        card_country="FR",
     )
 
 

@@ -76,7 +76,7 @@ def test_prometheus_scrapes_our_live_services(
 ) -> None:
     def all_up() -> dict[str, str] | None:
         series = {s["metric"]["job"]: s["value"][1] for s in query(stack_settings, "up")}
-        wanted = {"mlflow", "alertmanager", "prometheus"}
+        wanted = {"mlflow", "alertmanager", "prometheus", "ingest"}
         return series if wanted <= set(series) and all(series[j] == "1" for j in wanted) else None
 
     jobs = wait_for(all_up, timeout_s=60, what="Prometheus to scrape every target")
@@ -88,6 +88,11 @@ def test_prometheus_scrapes_our_live_services(
         lambda: query(stack_settings, '{job="mlflow", __name__=~"mlflow_.+"}'),
         timeout_s=60,
         what="an mlflow_* series",
+    )
+    wait_for(
+        lambda: query(stack_settings, 'bottega_ingest_ready{job="ingest"} == 1'),
+        timeout_s=60,
+        what="the ingest's own readiness metric",
     )
 
 

@@ -97,7 +97,12 @@ class FakeConsumer:
 
 def txn_bytes(card: str) -> bytes:
     return Transaction(
-        card_id=card, merchant_id="m", amount=1.0, merchant_category="grocery", country="FR", card_country="FR"
+        card_id=card,
+        merchant_id="m",
+        amount=1.0,
+        merchant_category="grocery",
+        country="FR",
+        card_country="FR",
     ).to_bytes()
 
 
@@ -228,7 +233,12 @@ def test_producer_keys_events_by_entity_and_counts() -> None:
     registry = CollectorRegistry()
     producer = Producer(KafkaSettings(), client=fake, metrics=BusMetrics(registry))
     txn = Transaction(
-        card_id="card-9", merchant_id="m", amount=3.0, merchant_category="travel", country="DE", card_country="FR"
+        card_id="card-9",
+        merchant_id="m",
+        amount=3.0,
+        merchant_category="travel",
+        country="DE",
+        card_country="FR",
     )
     producer.publish(txn)
     producer.publish(txn, topic="elsewhere")
@@ -253,3 +263,50 @@ def test_a_consumer_needs_topics() -> None:
             dead_letters=Producer(KafkaSettings(), client=FakeProducer()),
             client=FakeConsumer([]),
         )
+
+
+class TrickleConsumer(FakeConsumer):
+    """Hands out at most ``per_poll`` records per poll, as a slow producer would."""
+
+    def __init__(self, records: Sequence[Record], per_poll: int) -> None:
+        super().__init__(records)
+        self.per_poll = per_poll
+        self.polls = 0
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, Any]:
+        self.polls += 1
+        return super().poll(timeout_ms, min(self.per_poll, max_records or self.per_poll))
+
+
+def test_linger_fills_a_batch_from_several_polls() -> None:
+    fake = TrickleConsumer(records([txn_bytes(str(i)) for i in range(10)]), per_poll=3)
+    batches: list[int] = []
+    consumer = Consumer(
+        KafkaSettings(),
+        group_id="g",
+        topics={"transactions": Transaction},
+        handler=lambda b: batches.append(len(b)),
+        dead_letters=Producer(KafkaSettings(), client=FakeProducer()),
+        client=fake,
+        max_batch=7,
+        linger_ms=10_000,
+    )
+    consumer.poll_once()
+    assert batches == [7]  # 3 + 3 + 1: stopped at max_batch, never waited out the linger
+    assert fake.committed == {TopicPartition("transactions", 0): 7}
+
+
+def test_without_linger_a_batch_is_one_poll() -> None:
+    fake = TrickleConsumer(records([txn_bytes(str(i)) for i in range(10)]), per_poll=3)
+    batches: list[int] = []
+    consumer = Consumer(
+        KafkaSettings(),
+        group_id="g",
+        topics={"transactions": Transaction},
+        handler=lambda b: batches.append(len(b)),
+        dead_letters=Producer(KafkaSettings(), client=FakeProducer()),
+        client=fake,
+        max_batch=7,
+    )
+    consumer.poll_once()
+    assert batches == [3] and fake.polls == 1

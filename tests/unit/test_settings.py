@@ -83,3 +83,28 @@ def test_endpoint_urls() -> None:
     e = Endpoint(host="prometheus", port=9090)
     assert e.address == "prometheus:9090"
     assert e.url == "http://prometheus:9090"
+
+
+def test_to_env_round_trips_through_a_child_process_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = StackSettings(  # type: ignore[call-arg]
+        _env_file=None,
+        home=tmp_path,
+        kafka={"port": 19092, "controller_port": 19094},
+        ingest={"port": 18083},
+        feast={"online_store": "redis"},
+    )
+    env = original.to_env()
+    assert env["BOTTEGA_KAFKA__PORT"] == "19092"
+    assert env["BOTTEGA_HOME"] == str(tmp_path)
+    for key in list(__import__("os").environ):
+        if key.startswith("BOTTEGA_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    child = BottegaSettings(_env_file=None)  # type: ignore[call-arg]
+    assert child.kafka == original.kafka
+    assert child.ingest == original.ingest
+    assert child.feast == original.feast
+    assert child.home == original.home

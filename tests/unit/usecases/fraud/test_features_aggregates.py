@@ -23,13 +23,26 @@ from bottega.usecases.fraud.tables import BACKFILL
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-def txn(minutes: float, amount: float = 10.0, card: str = "card-1", merchant: str = "m-1",
-        device: str | None = "dev-1", rng: random.Random | None = None) -> Transaction:
+def txn(
+    minutes: float,
+    amount: float = 10.0,
+    card: str = "card-1",
+    merchant: str = "m-1",
+    device: str | None = "dev-1",
+    rng: random.Random | None = None,
+) -> Transaction:
     event_id = uuid.UUID(int=(rng or random).getrandbits(128), version=4)
-    return Transaction(event_id=event_id, event_time=T0 + timedelta(minutes=minutes),
-                       card_id=card, merchant_id=merchant, amount=amount,
-                       merchant_category="grocery", country="FR", card_country="FR",
-                       device_id=device)
+    return Transaction(
+        event_id=event_id,
+        event_time=T0 + timedelta(minutes=minutes),
+        card_id=card,
+        merchant_id=merchant,
+        amount=amount,
+        merchant_category="grocery",
+        country="FR",
+        card_country="FR",
+        device_id=device,
+    )
 
 
 def brute_force(history: list[Transaction], as_of: datetime) -> dict[str, float]:
@@ -60,9 +73,13 @@ def numeric(row: CardRow) -> dict[str, float]:
 
 def test_windows_on_a_hand_made_timeline() -> None:
     agg = CardAggregator()
-    timeline = [txn(0, 10, merchant="m-1"), txn(30, 20, merchant="m-2"),
-                txn(59, 5, merchant="m-1"), txn(61, 40, merchant="m-3"),
-                txn(60 * 26, 100, merchant="m-4")]
+    timeline = [
+        txn(0, 10, merchant="m-1"),
+        txn(30, 20, merchant="m-2"),
+        txn(59, 5, merchant="m-1"),
+        txn(61, 40, merchant="m-3"),
+        txn(60 * 26, 100, merchant="m-4"),
+    ]
     rows = [agg.apply(t)[1] for t in timeline]
     assert all(r is not None for r in rows)
     r3 = rows[3]
@@ -87,8 +104,13 @@ def test_random_streams_match_a_brute_force_scan() -> None:
     for _ in range(1500):
         minute += rng.expovariate(1 / 40)
         card = f"card-{rng.randrange(5)}"
-        t = txn(minute, round(rng.lognormvariate(3, 1), 2), card=card,
-                merchant=f"m-{rng.randrange(30)}", rng=rng)
+        t = txn(
+            minute,
+            round(rng.lognormvariate(3, 1), 2),
+            card=card,
+            merchant=f"m-{rng.randrange(30)}",
+            rng=rng,
+        )
         outcome, row = agg.apply(t)
         assert outcome is Outcome.APPLIED and row is not None
         history.setdefault(card, []).append(t)
@@ -132,8 +154,16 @@ def stream(n: int, seed: int) -> list[Transaction]:
     minute, out = 0.0, []
     for _ in range(n):
         minute += rng.expovariate(1 / 3)
-        out.append(txn(minute, round(rng.lognormvariate(3, 1), 2), card=f"card-{rng.randrange(40)}",
-                       merchant=f"m-{rng.randrange(25)}", device=f"dev-{rng.randrange(3)}", rng=rng))
+        out.append(
+            txn(
+                minute,
+                round(rng.lognormvariate(3, 1), 2),
+                card=f"card-{rng.randrange(40)}",
+                merchant=f"m-{rng.randrange(25)}",
+                device=f"dev-{rng.randrange(3)}",
+                rng=rng,
+            )
+        )
     return out
 
 

@@ -24,10 +24,17 @@ MIDNIGHT = datetime(2026, 3, 3, tzinfo=UTC)
 
 
 def txn(card: str, minutes: int, amount: float, device: str = "dev-1") -> Transaction:
-    return Transaction(event_id=uuid.uuid4(), event_time=T0 + timedelta(minutes=minutes),
-                       card_id=card, merchant_id="m-1", amount=amount,
-                       merchant_category="grocery", country="FR", card_country="FR",
-                       device_id=device)
+    return Transaction(
+        event_id=uuid.uuid4(),
+        event_time=T0 + timedelta(minutes=minutes),
+        card_id=card,
+        merchant_id="m-1",
+        amount=amount,
+        merchant_category="grocery",
+        country="FR",
+        card_country="FR",
+        device_id=device,
+    )
 
 
 # In the order the ingest receives them: the one at minute 40 arrives after the one at 50.
@@ -50,20 +57,38 @@ def store(tmp_path: Path) -> FraudFeatureStore:
     aggregator = CardAggregator()
     for event in ARRIVALS:  # one micro-batch each, so a correction is written after the original
         fs.write_batch(aggregate_batch(aggregator, [(event, BACKFILL)]))
-    fs.write_labels([
-        (Label(transaction_id=t.event_id, card_id=t.card_id, is_fraud=i % 2 == 0,
-               transaction_time=t.event_time, event_time=t.event_time + timedelta(days=2)),
-         BACKFILL)
-        for i, t in enumerate(ARRIVALS) if t.event_id != UNLABELLED
-    ])
+    fs.write_labels(
+        [
+            (
+                Label(
+                    transaction_id=t.event_id,
+                    card_id=t.card_id,
+                    is_fraud=i % 2 == 0,
+                    transaction_time=t.event_time,
+                    event_time=t.event_time + timedelta(days=2),
+                ),
+                BACKFILL,
+            )
+            for i, t in enumerate(ARRIVALS)
+            if t.event_id != UNLABELLED
+        ]
+    )
     now = datetime.now(UTC)
-    fs.merchant_features.write(pa.table({
-        "merchant_id": ["m-1", "m-1"],
-        "event_timestamp": [MIDNIGHT, MIDNIGHT + timedelta(days=1)],  # the second is the future
-        "created_timestamp": [now, now],
-        "merchant_txn_count_30d": [9, 500],
-        "merchant_fraud_rate_30d": [0.2, 0.9],
-    }, schema=MERCHANT_FEATURES))
+    fs.merchant_features.write(
+        pa.table(
+            {
+                "merchant_id": ["m-1", "m-1"],
+                "event_timestamp": [
+                    MIDNIGHT,
+                    MIDNIGHT + timedelta(days=1),
+                ],  # the second is the future
+                "created_timestamp": [now, now],
+                "merchant_txn_count_30d": [9, 500],
+                "merchant_fraud_rate_30d": [0.2, 0.9],
+            },
+            schema=MERCHANT_FEATURES,
+        )
+    )
     return fs
 
 
@@ -71,8 +96,9 @@ def expected_card(event: Transaction) -> dict[str, float] | None:
     """What the ingest knew about the card when ``event`` was scored: every event that had
     arrived before it and happened before it, aggregated as of the newest of those."""
     k = ARRIVALS.index(event)
-    history = [t for t in ARRIVALS[:k] if t.card_id == event.card_id
-               and t.event_time < event.event_time]
+    history = [
+        t for t in ARRIVALS[:k] if t.card_id == event.card_id and t.event_time < event.event_time
+    ]
     if not history:
         return None
     end = max(t.event_time for t in history).timestamp()
@@ -137,6 +163,7 @@ def test_no_row_is_dropped_silently(store: FraudFeatureStore) -> None:
 
 
 def test_labels_that_arrive_later_are_hidden(store: FraudFeatureStore) -> None:
-    early = training_set(T0, T0 + timedelta(hours=3), store=store,
-                         labels_as_of=T0 + timedelta(days=2, minutes=35))
+    early = training_set(
+        T0, T0 + timedelta(hours=3), store=store, labels_as_of=T0 + timedelta(days=2, minutes=35)
+    )
     assert len(early) == 1  # only the label for minute 0 had arrived by then
