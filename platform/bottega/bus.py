@@ -392,8 +392,19 @@ class Consumer:
         for topic, count in collections.Counter(message.topic for message, _ in poisoned).items():
             self._metrics.messages.labels(topic, "dead_lettered").inc(count)
 
-    def run(self, stop: threading.Event, *, timeout_ms: int = 1000) -> None:
-        """Poll until ``stop`` is set, backing off after a failed batch."""
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        timeout_ms: int = 1000,
+        every: tuple[float, Callable[[Consumer], None]] | None = None,
+    ) -> None:
+        """Poll until ``stop`` is set, backing off after a failed batch.
+
+        ``every=(seconds, fn)`` calls ``fn(self)`` that often between polls, on this thread:
+        kafka-python's consumer is not thread-safe, so a lag probe must run here, not beside it.
+        """
+        next_tick = time.monotonic()
         while not stop.is_set():
             try:
                 self.poll_once(timeout_ms)
@@ -402,6 +413,13 @@ class Consumer:
                     max(self._backoff_s * 2, self._backoff_initial_s), self._backoff_max_s
                 )
                 log.exception("poll failed", extra={"group": self.group_id})
+            if every is not None and time.monotonic() >= next_tick:
+                interval, fn = every
+                next_tick = time.monotonic() + interval
+                try:
+                    fn(self)
+                except Exception:  # a probe must never stop the consumer
+                    log.warning("periodic task failed", exc_info=True)
             if self._backoff_s:
                 stop.wait(self._backoff_s)
 

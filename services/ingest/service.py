@@ -118,7 +118,9 @@ class IngestService:
         self.fs.apply()
         stream = self.settings.stream
         kafka = self.settings.kafka
-        self._dead_letters = Producer(kafka, client_id="bottega-ingest-dlq", metrics=self.bus_metrics)
+        self._dead_letters = Producer(
+            kafka, client_id="bottega-ingest-dlq", metrics=self.bus_metrics
+        )
         transactions = TransactionSink(self.fs, self.metrics)
         recovery_labels = set(
             self.fs.labels.query("SELECT DISTINCT event_id FROM t")["event_id"].to_pylist()
@@ -148,31 +150,29 @@ class IngestService:
                 client_id="bottega-ingest-labels",
             ),
         ]
+        every = (stream.lag_interval_s, self._record_lag)
         for consumer in self._consumers:
             thread = threading.Thread(
-                target=consumer.run, args=(self.stop_event,), name=consumer.group_id, daemon=True
+                target=consumer.run,
+                args=(self.stop_event,),
+                kwargs={"every": every},
+                name=consumer.group_id,
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)
-        lag = threading.Thread(target=self._measure_lag, name="lag", daemon=True)
-        lag.start()
-        self._threads.append(lag)
         self._ready.set()
         self.metrics.ready.set(1)
         log.info("ingest ready", extra={"port": self.settings.ingest.port})
         return self
 
-    def _measure_lag(self) -> None:
-        while not self.stop_event.wait(self.settings.stream.lag_interval_s):
-            totals: dict[str, int] = {}
-            for consumer in self._consumers:
-                try:
-                    for tp, behind in consumer.lag().items():
-                        totals[tp.topic] = totals.get(tp.topic, 0) + behind
-                except Exception:  # a broker outage: keep the last value, try again
-                    log.warning("lag measurement failed", exc_info=True)
-            for topic, behind in totals.items():
-                self.metrics.lag.labels(topic).set(behind)
+    def _record_lag(self, consumer: Consumer) -> None:
+        # Runs on the consumer's own thread (kafka-python's consumer is not thread-safe).
+        totals: dict[str, int] = {}
+        for tp, behind in consumer.lag().items():
+            totals[tp.topic] = totals.get(tp.topic, 0) + behind
+        for topic, behind in totals.items():
+            self.metrics.lag.labels(topic).set(behind)
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, and stop."""

@@ -310,3 +310,28 @@ def test_without_linger_a_batch_is_one_poll() -> None:
     )
     consumer.poll_once()
     assert batches == [3] and fake.polls == 1
+
+
+def test_run_calls_the_periodic_task_on_its_own_thread() -> None:
+    import threading
+
+    fake = FakeConsumer(records([txn_bytes("a")]))
+    consumer, _ = make_consumer(fake, lambda batch: None)
+    stop = threading.Event()
+    seen: list[tuple[Consumer, str]] = []
+
+    def tick(c: Consumer) -> None:
+        seen.append((c, threading.current_thread().name))
+        stop.set()
+
+    runner = threading.Thread(
+        target=consumer.run,
+        args=(stop,),
+        kwargs={"timeout_ms": 10, "every": (0.0, tick)},
+        name="consumer",
+    )
+    runner.start()
+    runner.join(timeout=10)
+    assert not runner.is_alive()
+    assert seen == [(consumer, "consumer")]
+    assert fake.committed == {TopicPartition("transactions", 0): 1}
