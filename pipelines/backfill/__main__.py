@@ -23,16 +23,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.backfill", description=__doc__)
     parser.add_argument("--scenario", type=Path, default=Path("scenarios/baseline.yaml"))
     parser.add_argument("--days", type=float, default=14.0)
-    parser.add_argument("--end", type=datetime.fromisoformat, default=None,
-                        help="ISO-8601 end of the history (default: now)")
-    parser.add_argument("--allow-existing", action="store_true",
-                        help="add to a store that already holds transactions")
+    parser.add_argument(
+        "--end",
+        type=datetime.fromisoformat,
+        default=None,
+        help="ISO-8601 end of the history (default: now)",
+    )
+    parser.add_argument(
+        "--allow-existing",
+        action="store_true",
+        help="add to a store that already holds transactions",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings(BottegaSettings)
         configure_logging(settings.log_level, settings.log_format)
-        report = backfill(FraudFeatureStore(settings), args.scenario, days=args.days, end=args.end,
-                          allow_existing=args.allow_existing)
+        report = backfill(
+            FraudFeatureStore(settings),
+            args.scenario,
+            days=args.days,
+            end=args.end,
+            allow_existing=args.allow_existing,
+        )
     except BottegaError as exc:
         log.error("backfill failed", extra={"error": str(exc)})
         sys.stderr.write(f"error: {exc}\n")

@@ -131,7 +131,7 @@ def build_population(seed: int, *, cards: int, merchants: int) -> Population:
                 card_id=f"card-{i:05d}",
                 country=COUNTRY_NAMES[rng.pick(country_sums)],
                 amount_scale=rng.lognormal(1.0, 0.35),
-                activity=rng.lognormal(1.0, 0.8),
+                activity=rng.lognormal(1.0, 0.6),
                 devices=tuple(rng.hex_id("dev-") for _ in range(n_devices)),
                 category_weights=tuple(s * rng.lognormal(1.0, 0.7) for s in category_shares),
             )
@@ -157,7 +157,7 @@ def build_population(seed: int, *, cards: int, merchants: int) -> Population:
     # Compromised merchants are small shops: a breach there goes unnoticed for longer, and
     # their legitimate traffic is a small share of the whole.
     quiet = sorted(merchant_list, key=lambda m: (m.popularity, m.merchant_id))
-    quiet = quiet[: max(1, len(quiet) // 2)]
+    quiet = quiet[: max(1, len(quiet) // 4)]
     n_compromised = max(1, round(merchants * COMPROMISED_SHARE))
     compromised: set[str] = set()
     while len(compromised) < min(n_compromised, len(quiet)):

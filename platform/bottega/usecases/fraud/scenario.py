@@ -38,7 +38,7 @@ from bottega.usecases.fraud.population import CATEGORIES, COUNTRIES
 
 # The share of transactions that attack generators inject when a phase does not say; with the
 # concept's intercept it puts the baseline label rate near 0.5%.
-DEFAULT_ATTACK_RATE = 0.004
+DEFAULT_ATTACK_RATE = 0.005
 DEFAULT_PATTERNS: Mapping[str, float] = {
     "card_testing": 0.4,
     "account_takeover": 0.35,
@@ -91,7 +91,8 @@ Multiplier = Annotated[float, Field(ge=0)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # An infinite rate or a NaN weight would stall the simulator rather than fail: refuse them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PopulationSpec(_Model):
@@ -143,7 +144,7 @@ class Fraud(_Model):
     attack_rate: float = Field(
         default=DEFAULT_ATTACK_RATE,
         ge=0,
-        lt=1,
+        le=1,
         description="Share of transactions injected by the attack generators.",
     )
     patterns: dict[PatternName, Multiplier] = Field(
@@ -256,8 +257,7 @@ def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(f"{source}:1: expected a mapping of scenario fields, got {kind}")
     duplicate = _first_duplicate_key(root)
     if duplicate is not None:
-        line, key = duplicate
-        raise ScenarioError(f"{source}:{line}: {key}: key given twice")
+        raise ScenarioError(f"{source}:{duplicate[0]}: {duplicate[1]}: key given twice")
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:

@@ -6,8 +6,8 @@ ahead. A heap merges both into one time-ordered stream.
 
 Every transaction is labelled the way a model would have to predict it. In time order:
 
-1. ``row = aggregator.current(card_id)``: the card's aggregates as they stood *before* this
-   transaction, exactly what serving reads from the online store;
+1. ``row``: the card's aggregates as they stood *before* this transaction, what
+   ``aggregator.current(card_id)`` returns and exactly what serving reads from the online store;
 2. ``x = request_features(txn, row, None)``: the model's feature vector (no merchant row: merchant
    features come from labelled history, which the simulator does not model);
 3. ``p = concept.probability(x, txn)``: the phase's concept on those observables;
@@ -32,14 +32,20 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid5
 
 from bottega.events import Label, Transaction
-from bottega.usecases.fraud.aggregates import CardAggregator
+from bottega.usecases.fraud.aggregates import CardAggregator, CardRow
 from bottega.usecases.fraud.concept import Concept
 from bottega.usecases.fraud.features.request import request_features
 from bottega.usecases.fraud.patterns import PATTERNS, AttackContext, Pattern
 from bottega.usecases.fraud.population import Population, build_population
 from bottega.usecases.fraud.rng import Rng, cumulative
 from bottega.usecases.fraud.scenario import Phase, Scenario
-from bottega.usecases.fraud.traffic import Draft, PhaseTraffic, Traffic
+from bottega.usecases.fraud.traffic import (
+    EPOCH_HOUR_OF_WEEK,
+    HOURS_PER_WEEK,
+    Draft,
+    PhaseTraffic,
+    Traffic,
+)
 
 # Label ids derive from their transaction's id: deterministic, and the same label every time.
 _LABEL_NAMESPACE = UUID("5b0e7a8c-3f1d-4c6e-9a2b-7d4f1e8c0a61")
@@ -136,6 +142,9 @@ class Simulator:
         until: datetime | None = None,
         history: timedelta | None = None,
     ) -> None:
+        for name, value in (("start", start), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} must carry a timezone (UTC expected), got {value}")
         self.scenario = scenario
         origin = (start if start is not None else scenario.start).astimezone(UTC)
         self.start = origin - (history or timedelta(0))
@@ -150,7 +159,6 @@ class Simulator:
         )
         self.windows = self._timeline(origin)
         self._spans = [_Span(window, self.population) for window in self.windows]
-        self._span_starts = [span.start for span in self._spans]
 
     def _timeline(self, origin: datetime) -> tuple[PhaseWindow, ...]:
         windows = []
@@ -183,11 +191,13 @@ class Simulator:
         traffic = Traffic(self.population, traffic_rng)
         context = AttackContext(self.population, attack_rng)
         aggregator = CardAggregator()
+        rows: dict[str, CardRow] = {}
         spans = self._spans
         end = self.end.timestamp()
         start = self.start.timestamp()
         # Attack incidents and their planned transactions wait in a heap; the legitimate stream,
-        # nine events in ten, needs only its next arrival time and skips the heap.
+        # nearly every event, needs only its next arrival time and skips the heap. At equal
+        # times the legitimate event goes first, then the heap in insertion order: deterministic.
         counter = itertools.count()
         heap: list[tuple[float, int, Draft | None]] = []
         legit_t, legit_span = self._next_legit(start, 0, traffic_rng)
@@ -197,21 +207,22 @@ class Simulator:
         i = 0
         span = spans[0]
         while True:
-            if heap and heap[0][0] < legit_t:
-                t, _, planned = heapq.heappop(heap)
-            elif legit_t < end:
+            legit = not heap or legit_t <= heap[0][0]
+            if legit:
+                if legit_t >= end:
+                    return
                 t, planned = legit_t, None
             else:
-                return
+                t, _, planned = heapq.heappop(heap)
             while t >= span.end:
                 i += 1
                 span = spans[i]
-            if planned is not None:
-                draft = planned
-            elif t == legit_t:
+            if legit:
                 draft = traffic.draft(t, span.traffic)
                 context.remember(draft.card)
                 legit_t, legit_span = self._next_legit(t, legit_span, traffic_rng)
+            elif planned is not None:
+                draft = planned
             else:
                 pattern = span.patterns[attack_rng.pick(span.pattern_sums)]
                 hours = pattern.hours
@@ -223,7 +234,7 @@ class Simulator:
                 if incident_t < end:
                     heapq.heappush(heap, (incident_t, next(counter), None))
                 continue
-            yield _label(draft, span, aggregator, id_rng, label_rng)
+            yield _label(draft, span, aggregator, rows, id_rng, label_rng)
 
     def _next_legit(self, t: float, i: int, rng: Rng) -> tuple[float, int]:
         # Thinning: candidates at the phase's peak rate, each kept with probability
@@ -240,7 +251,9 @@ class Simulator:
                     t -= log(1.0 - random()) / peak
                     if t >= span.end:
                         break
-                    if random() * peak < rates[(int(t // 3600.0) + 72) % 168]:
+                    # hour_of_week(t), inlined: this loop runs about twice per event.
+                    hour = (int(t // 3600.0) + EPOCH_HOUR_OF_WEEK) % HOURS_PER_WEEK
+                    if random() * peak < rates[hour]:
                         return t, i
             t = span.end
             i += 1
@@ -260,7 +273,12 @@ class Simulator:
 
 
 def _label(
-    draft: Draft, span: _Span, aggregator: CardAggregator, id_rng: Rng, label_rng: Rng
+    draft: Draft,
+    span: _Span,
+    aggregator: CardAggregator,
+    rows: dict[str, CardRow],
+    id_rng: Rng,
+    label_rng: Rng,
 ) -> SimulatedEvent:
     card = draft.card
     merchant = draft.merchant
@@ -276,19 +294,24 @@ def _label(
         channel=draft.channel,
         device_id=draft.device_id,
     )
-    row = aggregator.current(card.card_id)
+    # The row that apply() returned for the card's previous transaction is, field for field,
+    # what aggregator.current() returns now: the card's state has not changed since. Reusing it
+    # saves computing every row twice, a fifth of the simulator's time.
+    row = rows.get(card.card_id)
     x = request_features(txn, row.features() if row is not None else None, None)
     p = span.concept.probability(x, txn)
-    aggregator.apply(txn)
+    _, new_row = aggregator.apply(txn)
+    if new_row is not None:
+        rows[card.card_id] = new_row
     # A fixed number of draws per event, whatever the outcome, keeps the stream aligned.
     is_fraud = label_rng.random() < p
     never = label_rng.random() < span.never_fraction
     delay = span.delay_median_s * math.exp(span.delay_sigma * label_rng.normal())
     return SimulatedEvent(
-        transaction=txn,
-        fraud_probability=p,
-        is_fraud=is_fraud,
-        label_time=None if never else datetime.fromtimestamp(draft.time + delay, UTC),
-        pattern=draft.pattern,
-        phase=span.name,
+        txn,
+        p,
+        is_fraud,
+        None if never else datetime.fromtimestamp(draft.time + delay, UTC),
+        draft.pattern,
+        span.name,
     )

@@ -40,14 +40,15 @@ WEEKDAY_WEIGHTS: tuple[float, ...] = (0.92, 0.94, 0.96, 1.00, 1.12, 1.15, 0.91)
 # The rate multiplier for each hour of the week, Monday 00:00 first, averaging 1.
 _WEEK = [h * d for d in WEEKDAY_WEIGHTS for h in HOUR_WEIGHTS]
 WEEK_RHYTHM: tuple[float, ...] = tuple(w * len(_WEEK) / sum(_WEEK) for w in _WEEK)
+HOURS_PER_WEEK = 168
 # 1970-01-01, epoch hour 0, was a Thursday: 72 hours into its week.
-_EPOCH_HOUR_OF_WEEK = 72
+EPOCH_HOUR_OF_WEEK = 72
 
 # A purchase starts a trip with this probability; trips last one to six days.
 TRIP_PROBABILITY = 0.002
 TRIP_DAYS = (1.0, 6.0)
 # Online purchases mostly stay at home; the rest go to foreign shops, legitimately.
-ONLINE_DOMESTIC = 0.85
+ONLINE_DOMESTIC = 0.9
 # A holder with two devices uses the first one most of the time.
 FIRST_DEVICE = 0.75
 MIN_AMOUNT = 0.5
@@ -55,7 +56,7 @@ MIN_AMOUNT = 0.5
 
 def hour_of_week(t: float) -> int:
     """The hour of the week (Monday 00:00 UTC is 0) of epoch second ``t``."""
-    return (int(t // 3600.0) + _EPOCH_HOUR_OF_WEEK) % 168
+    return (int(t // 3600.0) + EPOCH_HOUR_OF_WEEK) % HOURS_PER_WEEK
 
 
 class Draft(NamedTuple):
@@ -88,17 +89,20 @@ class PhaseTraffic:
     amount_scale: float = field(init=False)
     # Foreign destinations for a holder from each country, with their cumulative weights.
     abroad: dict[str, tuple[tuple[str, ...], list[float]]] = field(init=False)
-    _card_categories: dict[int, list[float]] = field(init=False, default_factory=dict)
+    # Each card's category preferences under this phase's shifts, cumulated; filled lazily.
+    card_categories: dict[int, list[float]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         shifts = self.phase.shifts
-        self.week_rates = tuple(self.rate_per_s * w for w in WEEK_RHYTHM)
-        self.peak_rate = max(self.week_rates)
         self.category_factor = tuple(shifts.category_weights.get(k, 1.0) for k in CATEGORY_NAMES)
         self.country_factor = {c: shifts.country_weights.get(c, 1.0) for c in COUNTRY_NAMES}
         self.card_sums = cumulative(
             [card.activity * self.country_factor[card.country] for card in self.population.cards]
         )
+        # Country weights can silence every card of a small population: then nobody pays.
+        rate = self.rate_per_s if self.card_sums[-1] > 0 else 0.0
+        self.week_rates = tuple(rate * w for w in WEEK_RHYTHM)
+        self.peak_rate = max(self.week_rates)
         share = shifts.online_share
         self.online_share = tuple(
             CATEGORIES[k].online_share if share is None else share for k in CATEGORY_NAMES
@@ -110,16 +114,12 @@ class PhaseTraffic:
             weights = [COUNTRIES[c] * self.country_factor[c] for c in names]
             self.abroad[home] = (names, cumulative(weights))
 
-    def rate_at(self, t: float) -> float:
-        """The legitimate rate at epoch second ``t``."""
-        return self.week_rates[hour_of_week(t)]
-
     def category_sums(self, index: int, card: Card) -> list[float]:
         """The card's category preferences under this phase's category shifts, cumulated."""
-        sums = self._card_categories.get(index)
+        sums = self.card_categories.get(index)
         if sums is None:
             factors = zip(card.category_weights, self.category_factor, strict=True)
-            sums = self._card_categories[index] = cumulative([w * f for w, f in factors])
+            sums = self.card_categories[index] = cumulative([w * f for w, f in factors])
         return sums
 
 
@@ -140,8 +140,11 @@ class Traffic:
         random = rng.random
         index = bisect.bisect_right(phase.card_sums, random() * phase.card_sums[-1])
         card = self.population.cards[index]
-        location = self._location(index, card, t, phase)
-        sums = phase.category_sums(index, card)
+        # Most purchases happen at home by someone not travelling: the common case stays inline.
+        location = card.country
+        if index in self._trips or random() < TRIP_PROBABILITY:
+            location = self._travel(index, card, t, phase)
+        sums = phase.card_categories.get(index) or phase.category_sums(index, card)
         k = bisect.bisect_right(sums, random() * sums[-1])
         category = CATEGORY_NAMES[k]
         profile = _PROFILES[k]
@@ -177,19 +180,20 @@ class Traffic:
             "normal",
         )
 
-    def _location(self, index: int, card: Card, t: float, phase: PhaseTraffic) -> str:
+    def _travel(self, index: int, card: Card, t: float, phase: PhaseTraffic) -> str:
+        # Where the holder of a card that is, or is about to start, travelling pays in person.
         trip = self._trips.get(index)
         if trip is not None:
             if t < trip[1]:
                 return trip[0]
             del self._trips[index]
-        if self.rng.random() < TRIP_PROBABILITY:
-            destination = self._abroad(card, phase)
-            if destination != card.country:
-                days = self.rng.between(*TRIP_DAYS)
-                self._trips[index] = (destination, t + days * 86400.0)
-                return destination
-        return card.country
+            if self.rng.random() >= TRIP_PROBABILITY:
+                return card.country
+        destination = self._abroad(card, phase)
+        if destination != card.country:
+            days = self.rng.between(*TRIP_DAYS)
+            self._trips[index] = (destination, t + days * 86400.0)
+        return destination
 
     def _abroad(self, card: Card, phase: PhaseTraffic) -> str:
         names, sums = phase.abroad[card.country]
