@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bottega.errors import BottegaError
@@ -18,6 +18,14 @@ from pipelines.backfill.job import backfill
 log = logging.getLogger("pipelines.backfill")
 
 
+def _utc_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the backfill; print its report as JSON on stdout; exit 1 on a user error."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.backfill", description=__doc__)
@@ -25,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=float, default=14.0)
     parser.add_argument(
         "--end",
-        type=datetime.fromisoformat,
+        type=_utc_time,
         default=None,
-        help="ISO-8601 end of the history (default: now)",
+        help="ISO-8601 end of the history; without a zone it is UTC (default: now)",
     )
     parser.add_argument(
         "--allow-existing",

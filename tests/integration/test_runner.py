@@ -143,3 +143,41 @@ def test_a_crashed_service_is_restarted_by_the_next_up(tmp_path: Path) -> None:
         assert second is not None and second.pid != first.pid
     finally:
         stack.down()
+
+
+def test_a_dependency_is_ready_and_set_up_before_its_dependent_starts(tmp_path: Path) -> None:
+    p1, p2 = free_ports(2)
+    marker = tmp_path / "topics-created"
+    base = web("broker", p1)
+    broker = ServiceSpec(
+        name=base.name,
+        command=base.command,
+        ports=base.ports,
+        health=base.health,
+        url=base.url,
+        after_start=marker.touch,
+        startup_timeout_s=30,
+        stop_timeout_s=5,
+    )
+    # The dependent refuses to start unless the broker's after-start hook already ran.
+    code = (
+        f"import os, sys, runpy; os.path.exists({str(marker)!r}) or sys.exit(3); "
+        f"sys.argv = ['http.server', '{p2}', '--bind', '127.0.0.1']; "
+        "runpy.run_module('http.server', run_name='__main__')"
+    )
+    consumer = ServiceSpec(
+        name="consumer",
+        command=lambda: [sys.executable, "-c", code],
+        ports=(Port("c", p2),),
+        health=lambda: http_ok(f"http://127.0.0.1:{p2}/"),
+        url="",
+        depends_on=("broker",),
+        startup_timeout_s=30,
+        stop_timeout_s=5,
+    )
+    stack = stack_of(tmp_path, consumer, broker)
+    try:
+        assert stack.up().started == ["broker", "consumer"]
+        assert [row.state for row in stack.status()] == ["healthy", "healthy"]
+    finally:
+        stack.down()

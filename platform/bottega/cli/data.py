@@ -94,7 +94,23 @@ def backfill(
     if allow_existing:
         command.append("--allow-existing")
     done = subprocess.run(command, check=False)
+    if done.returncode == 0:
+        run_cli(_reload_running_ingest)
     raise typer.Exit(done.returncode)
+
+
+def _reload_running_ingest() -> None:
+    """A running ingest holds card state from before the backfill: restart it so it rebuilds
+    that state from the store, which now holds the backfilled history."""
+    from bottega.stack.services import build_local_stack
+    from bottega.stack.settings import StackSettings
+
+    stack = build_local_stack(load_settings(StackSettings))
+    if stack.pid_file("ingest").live() is None:
+        return
+    console.print("restarting the ingest, so that it rebuilds its state from the backfill")
+    stack.down(["ingest"])
+    stack.up(["ingest"])
 
 
 @features_app.command("apply")

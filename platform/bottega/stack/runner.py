@@ -142,17 +142,26 @@ class LocalStack:
         self._check_ports(to_start)
 
         started: list[ServiceSpec] = []
+        ready: set[str] = set()
+
+        def make_ready(spec: ServiceSpec) -> None:
+            # Healthy, and its after-start hook done (Kafka's topics created, say), before
+            # anything that depends on it starts.
+            if spec.name in ready:
+                return
+            self._wait_healthy(spec)
+            if spec in started and spec.after_start:
+                spec.after_start()
+            ready.add(spec.name)
+
         try:
             for spec in to_start:
                 for dep in spec.depends_on:
-                    self._wait_healthy(self._by_name[dep])
+                    make_ready(self._by_name[dep])
                 self._start(spec)
                 started.append(spec)
             for spec in selected:
-                self._wait_healthy(spec)
-            for spec in started:
-                if spec.after_start:
-                    spec.after_start()
+                make_ready(spec)
         except BaseException:
             log.error(
                 "start failed; stopping what this call started",
