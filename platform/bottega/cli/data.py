@@ -14,6 +14,7 @@ from rich.table import Table
 from bottega.cli.common import app, console, run_cli, setup_logging
 from bottega.errors import ConfigError
 from bottega.settings import BottegaSettings, load_settings
+from bottega.stack.process import child_environment
 
 features_app = typer.Typer(help="Manage the feature store.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
@@ -93,7 +94,7 @@ def backfill(
     ]
     if allow_existing:
         command.append("--allow-existing")
-    done = subprocess.run(command, check=False)
+    done = subprocess.run(command, env=child_environment(), check=False)
     if done.returncode == 0:
         run_cli(_reload_running_ingest)
     raise typer.Exit(done.returncode)

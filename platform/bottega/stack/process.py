@@ -81,6 +81,18 @@ class PidFile:
         return record.process() if record else None
 
 
+# Set by importing Feast (a temporary folder of its own); a child that inherited them would keep
+# its Prometheus metrics in that folder, shared with every other child, and never reset them.
+INHERITED_ENV_EXCLUDED = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
+
+
+def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a child, less what must not leak, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in INHERITED_ENV_EXCLUDED}
+    env.update(extra or {})
+    return env
+
+
 def spawn(
     command: Sequence[str], *, log_path: Path, env: Mapping[str, str], cwd: Path
 ) -> PidRecord:
@@ -96,7 +108,7 @@ def spawn(
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
+            env=child_environment(env),
             cwd=cwd,
             start_new_session=True,
         )
