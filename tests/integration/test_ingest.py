@@ -206,8 +206,10 @@ def test_poison_goes_to_the_dlq_counted_and_ingest_carries_on(
         what="the dead-letter metric",
     )
     wait_for(
-        lambda: 'bottega_ingest_consumer_lag_messages{topic="transactions"}'
-        in httpx.get(f"{stack_settings.ingest.url}/metrics", timeout=5).text,
+        lambda: (
+            'bottega_ingest_consumer_lag_messages{topic="transactions"}'
+            in httpx.get(f"{stack_settings.ingest.url}/metrics", timeout=5).text
+        ),
         timeout_s=30,
         what="the consumer lag metric",
     )

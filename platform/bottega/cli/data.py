@@ -61,9 +61,7 @@ def simulate(
             table.add_row(*(_fmt(row.get(c)) for c in columns))
         console.print(table)
         overall = data.get("overall", {})
-        console.print(
-            "overall: " + ", ".join(f"{k}={_fmt(v)}" for k, v in overall.items())
-        )
+        console.print("overall: " + ", ".join(f"{k}={_fmt(v)}" for k, v in overall.items()))
 
     run_cli(action)
 

@@ -36,6 +36,7 @@ _LOG_3 = math.log(3.0)
 _LOG_TEN_MINUTES = math.log1p(600.0)
 _LOG_AN_HOUR = math.log1p(3600.0)
 
+# request_features' output: numbers are floats (flags are 0.0 or 1.0), categories strings.
 Features = Mapping[str, Any]
 TermFunction = Callable[[Features, Transaction, bool], float]
 
@@ -51,7 +52,7 @@ class Term:
 
 def _spike(x: Features) -> float:
     # How far above three times the card's 7-day mean, in log units, capped.
-    ratio = float(x["amount_to_mean_7d"])
+    ratio = x["amount_to_mean_7d"]
     return min(math.log(ratio) - _LOG_3, 2.5) if ratio > 3.0 else 0.0
 
 
@@ -60,11 +61,11 @@ def _amount_spike(x: Features, txn: Transaction, compromised: bool) -> float:
 
 
 def _foreign_country(x: Features, txn: Transaction, compromised: bool) -> float:
-    return 0.7 * float(x["country_mismatch"])
+    return 0.7 if x["country_mismatch"] else 0.0
 
 
 def _new_device(x: Features, txn: Transaction, compromised: bool) -> float:
-    return 0.5 * float(x["device_changed"])
+    return 0.5 if x["device_changed"] else 0.0
 
 
 def _night(x: Features, txn: Transaction, compromised: bool) -> float:
@@ -74,7 +75,7 @@ def _night(x: Features, txn: Transaction, compromised: bool) -> float:
 def _velocity(x: Features, txn: Transaction, compromised: bool) -> float:
     # The card row's counts are as of its last transaction: they speak of now only when that
     # transaction was recent.
-    n = float(x["txn_count_1h"])
+    n: float = x["txn_count_1h"]
     if n < 3 or x["log_seconds_since_last"] > _LOG_AN_HOUR:
         return 0.0
     return 0.35 * (min(n, 8.0) - 2.0)
@@ -83,13 +84,14 @@ def _velocity(x: Features, txn: Transaction, compromised: bool) -> float:
 def _card_testing(x: Features, txn: Transaction, compromised: bool) -> float:
     if txn.amount >= 5.0 or x["log_seconds_since_last"] > _LOG_TEN_MINUTES:
         return 0.0
-    return 3.5 + 0.5 * min(float(x["txn_count_1h"]), 6.0)
+    recent: float = x["txn_count_1h"]
+    return 3.5 + 0.5 * min(recent, 6.0)
 
 
 def _account_takeover(x: Features, txn: Transaction, compromised: bool) -> float:
     if not (x["is_online"] and x["country_mismatch"]):
         return 0.0
-    return 1.5 + 1.8 * _spike(x) + 1.2 * float(x["device_changed"])
+    return 1.5 + 1.8 * _spike(x) + (1.2 if x["device_changed"] else 0.0)
 
 
 def _compromised_merchant(x: Features, txn: Transaction, compromised: bool) -> float:

@@ -81,7 +81,6 @@ def _one_of(kind: str, allowed: Mapping[str, Any]) -> AfterValidator:
     return AfterValidator(check)
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 CategoryName = Annotated[str, _one_of("category", CATEGORIES)]
 CountryName = Annotated[str, _one_of("country", COUNTRIES)]

@@ -187,7 +187,10 @@ class Simulator:
         """The run's events in time order; each call replays the run from the start."""
         seed = self.scenario.seed
         traffic_rng, attack_rng = Rng(seed, "traffic"), Rng(seed, "attacks")
-        id_rng, label_rng = Rng(seed, "ids"), Rng(seed, "labels")
+        # Ids also depend on where the run starts: two runs of one scenario over different
+        # spans (a backfill, then a replay) must never reuse an event_id.
+        id_rng = Rng(seed, f"ids@{self.start.isoformat()}")
+        label_rng = Rng(seed, "labels")
         traffic = Traffic(self.population, traffic_rng)
         context = AttackContext(self.population, attack_rng)
         aggregator = CardAggregator()
@@ -227,9 +230,9 @@ class Simulator:
                 pattern = span.patterns[attack_rng.pick(span.pattern_sums)]
                 hours = pattern.hours
                 if hours is None or hours[0] <= int(t // 3600.0) % 24 < hours[1]:
-                    for draft in pattern.generate(context, t):
-                        if draft.time < end:
-                            heapq.heappush(heap, (draft.time, next(counter), draft))
+                    for step in pattern.generate(context, t):
+                        if step.time < end:
+                            heapq.heappush(heap, (step.time, next(counter), step))
                 incident_t, incident_span = self._next_incident(t, incident_span, attack_rng)
                 if incident_t < end:
                     heapq.heappush(heap, (incident_t, next(counter), None))

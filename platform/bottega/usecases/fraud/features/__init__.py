@@ -1,14 +1,10 @@
-"""The fraud use case's features: Feast declarations and the request-time function."""
+"""The fraud use case's features.
 
-from bottega.usecases.fraud.features.definitions import (
-    CARD_PUSH_SOURCE,
-    CARD_VIEW,
-    FEATURE_SERVICE,
-    FEATURE_SERVICE_VERSION,
-    MERCHANT_VIEW,
-    FraudFeatureRepo,
-    fraud_feature_repo,
-)
+- :mod:`.definitions`: the Feast declarations (imports Feast);
+- :mod:`.request`: the request-time function that serving and training share (light: the
+  simulator and the model server import it without pulling in Feast).
+"""
+
 from bottega.usecases.fraud.features.request import (
     CARD_DEFAULTS,
     CATEGORICAL_FEATURES,
@@ -20,16 +16,9 @@ from bottega.usecases.fraud.features.request import (
 
 __all__ = [
     "CARD_DEFAULTS",
-    "CARD_PUSH_SOURCE",
-    "CARD_VIEW",
     "CATEGORICAL_FEATURES",
-    "FEATURE_SERVICE",
-    "FEATURE_SERVICE_VERSION",
     "MERCHANT_DEFAULTS",
-    "MERCHANT_VIEW",
     "MODEL_FEATURES",
     "NUMERIC_FEATURES",
-    "FraudFeatureRepo",
-    "fraud_feature_repo",
     "request_features",
 ]
