@@ -25,10 +25,11 @@ ScenarioOption = Annotated[
 
 
 def _duration(text: str) -> timedelta:
-    units = {"m": 60, "h": 3600, "d": 86400}
+    from bottega.usecases.fraud.scenario import parse_duration
+
     try:
-        return timedelta(seconds=float(text[:-1]) * units[text[-1]])
-    except (KeyError, ValueError, IndexError):
+        return parse_duration(text)
+    except ValueError:
         raise ConfigError(f"not a duration: {text!r}", hint="write e.g. 30m, 6h or 2d") from None
 
 

@@ -183,7 +183,7 @@ class FraudFeatureStore:
                 [since],
             )
             for record in log_rows.to_pylist():
-                aggregator.apply(_transaction(record))
+                aggregator.apply(transaction_from_row(record))
                 replayed += 1
             self._seed_devices(aggregator)
 
@@ -232,8 +232,12 @@ class FraudFeatureStore:
         ]
 
 
-def _transaction(record: dict[str, Any]) -> Transaction:
-    # Rows of the raw log were validated when they were ingested; construct without re-validating.
+def transaction_from_row(record: dict[str, Any]) -> Transaction:
+    """A transaction from a row of the raw log.
+
+    The rows were validated when they were ingested, so this constructs without re-validating:
+    rebuilding the state from a week of history must be fast.
+    """
     return Transaction.model_construct(
         event_id=record["event_id"],
         event_time=record["event_timestamp"],

@@ -18,7 +18,7 @@ import pandas as pd
 
 from bottega.errors import BottegaError
 from bottega.usecases.fraud.features.request import MODEL_FEATURES, request_features
-from bottega.usecases.fraud.store import FraudFeatureStore, _transaction
+from bottega.usecases.fraud.store import FraudFeatureStore, transaction_from_row
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def fraud_training_set(
                 "event_time": raw["event_timestamp"],
                 "card_id": raw["card_id"],
                 "merchant_id": raw["merchant_id"],
-                **request_features(_transaction(raw), card, merchant),
+                **request_features(transaction_from_row(raw), card, merchant),
                 "is_fraud": None if label is None else label[0],
                 "label_time": None if label is None else label[1],
             }

@@ -1,28 +1,21 @@
-"""The Kafka bus: a producer, a consumer-group helper, topic creation and dead-lettering.
-
-The consumer follows the shape of Feast's ``StreamProcessor``: read a batch, hand it to the
-handler, and commit the batch's offsets only after the handler returns. A handler that raises
-gets the same batch again, after a backoff, so delivery is at least once and nothing that was
-acknowledged is lost. A message that does not parse as its schema goes to ``<topic>.dlq`` with the
-reason in its headers, and the consumer carries on.
-"""
+"""The consumer-group helper: commit after the handler, seek back on failure, dead-letter
+what does not parse."""
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
 
+from bottega.bus.metrics import BusMetrics
+from bottega.bus.producer import Producer
 from bottega.errors import SchemaError
 from bottega.events import Event, dlq_topic
 from bottega.settings import KafkaSettings
@@ -31,10 +24,6 @@ log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
 
-
-# The bus's client settings, public so that a benchmark's bare kafka-python baseline can use the
-# very same ones. acks=all: a message is acknowledged once every in-sync replica has it.
-PRODUCER_DEFAULTS: Mapping[str, Any] = {"acks": "all", "linger_ms": 5}
 CONSUMER_DEFAULTS: Mapping[str, Any] = {
     "enable_auto_commit": False,
     "auto_offset_reset": "earliest",
@@ -52,152 +41,6 @@ class Envelope(Generic[E]):
 
 
 BatchHandler = Callable[[Sequence[Envelope[Any]]], None]
-
-
-class BusMetrics:
-    """The bus's Prometheus metrics, registered once per registry."""
-
-    _by_registry: dict[int, BusMetrics] = {}
-    _lock = threading.Lock()
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.messages = Counter(
-            "bottega_bus_messages_total",
-            "Messages through the bus, by topic and outcome "
-            "(produced, produce_failed, consumed, dead_lettered).",
-            ["topic", "outcome"],
-            registry=registry,
-        )
-        self.handler_failures = Counter(
-            "bottega_bus_handler_failures_total",
-            "Batches whose handler raised; the batch is consumed again after a backoff.",
-            ["group"],
-            registry=registry,
-        )
-        self.batch_seconds = Histogram(
-            "bottega_bus_batch_seconds",
-            "Time to handle and commit one consumed batch.",
-            ["group"],
-            registry=registry,
-        )
-
-    @classmethod
-    def for_registry(cls, registry: CollectorRegistry | None = None) -> BusMetrics:
-        """The metrics object bound to ``registry`` (the default registry when None)."""
-        registry = registry or REGISTRY
-        with cls._lock:
-            if id(registry) not in cls._by_registry:
-                cls._by_registry[id(registry)] = cls(registry)
-            return cls._by_registry[id(registry)]
-
-
-def create_topics(
-    kafka: KafkaSettings, topics: Iterable[str], *, partitions: int | None = None
-) -> list[str]:
-    """Create the topics that do not exist yet; return the names it created.
-
-    Dead-letter topics get one partition: they are read by people, in order, not by a group.
-    """
-    admin = KafkaAdminClient(
-        bootstrap_servers=kafka.bootstrap_servers,
-        client_id="bottega-admin",
-        request_timeout_ms=kafka.request_timeout_ms,
-    )
-    try:
-        existing = set(admin.list_topics())
-        wanted = [
-            NewTopic(
-                name=name,
-                num_partitions=1 if name.endswith(".dlq") else (partitions or kafka.partitions),
-                replication_factor=kafka.replication_factor,
-            )
-            for name in dict.fromkeys(topics)
-            if name not in existing
-        ]
-        if not wanted:
-            return []
-        # Another process may create one of them between our list and our create.
-        with contextlib.suppress(TopicAlreadyExistsError):
-            admin.create_topics(wanted, timeout_ms=kafka.request_timeout_ms)
-        admin.wait_for_topics([t.name for t in wanted], timeout_ms=kafka.request_timeout_ms)
-        return [t.name for t in wanted]
-    finally:
-        admin.close()
-
-
-class Producer:
-    """Publishes events, keyed by their entity, with acks from all in-sync replicas.
-
-    ``publish`` is asynchronous: it returns kafka-python's future at once. Call ``flush`` (or
-    ``future.get``) where the caller must know the broker has the message. ``client`` replaces
-    the kafka-python producer, for unit tests.
-    """
-
-    def __init__(
-        self,
-        kafka: KafkaSettings,
-        *,
-        client_id: str = "bottega",
-        metrics: BusMetrics | None = None,
-        client: Any = None,
-        **config: Any,
-    ) -> None:
-        self._metrics = metrics or BusMetrics.for_registry()
-        if client is None:
-            options: dict[str, Any] = {
-                "bootstrap_servers": kafka.bootstrap_servers,
-                "client_id": client_id,
-                "request_timeout_ms": kafka.request_timeout_ms,
-                **PRODUCER_DEFAULTS,
-            }
-            options.update(config)
-            client = KafkaProducer(**options)
-        self._producer = client
-        self._callbacks: dict[str, tuple[Callable[[Any], None], Callable[[Any], None]]] = {}
-
-    def publish(self, event: Event, *, topic: str | None = None) -> Any:
-        """Send ``event`` to its topic (or ``topic``), keyed by its entity."""
-        return self.send(topic or event.topic, event.to_bytes(), key=event.key())
-
-    def send(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> Any:
-        """Send raw bytes; the bus counts the outcome when the broker answers."""
-        future = self._producer.send(topic, value=value, key=key, headers=headers)
-        on_success, on_failure = self._callbacks_for(topic)
-        future.add_callback(on_success)
-        future.add_errback(on_failure)
-        return future
-
-    def _callbacks_for(self, topic: str) -> tuple[Callable[[Any], None], Callable[[Any], None]]:
-        # One pair of callbacks per topic, bound to its counters: no per-message closures or
-        # label lookups on kafka-python's I/O thread.
-        callbacks = self._callbacks.get(topic)
-        if callbacks is None:
-            produced = self._metrics.messages.labels(topic, "produced")
-            failed = self._metrics.messages.labels(topic, "produce_failed")
-            callbacks = (lambda _: produced.inc(), lambda _: failed.inc())
-            self._callbacks[topic] = callbacks
-        return callbacks
-
-    def flush(self, timeout: float | None = None) -> None:
-        """Block until every sent message is acknowledged, or ``timeout`` seconds pass."""
-        self._producer.flush(timeout=timeout)
-
-    def close(self, timeout: float | None = None) -> None:
-        """Flush and close the connection."""
-        self._producer.close(timeout=timeout)
-
-    def __enter__(self) -> Producer:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 @dataclass
