@@ -39,14 +39,12 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import random
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +59,8 @@ from bottega.events import Transaction
 from bottega.settings import BottegaSettings, KafkaSettings
 from bottega.usecases.fraud.aggregates import CardAggregator, CardRow
 from bottega.usecases.fraud.features.definitions import CARD_PUSH_SOURCE, fraud_feature_repo
+from bottega.usecases.fraud.scenario import load_scenario
+from bottega.usecases.fraud.simulator import Simulator
 from bottega.usecases.fraud.store import FraudFeatureStore, aggregate_batch
 from bottega.usecases.fraud.tables import BACKFILL, CARD_FEATURES, card_features_table
 from services.ingest.metrics import IngestMetrics
@@ -77,20 +77,9 @@ CHECKED_CARDS = 50
 # The ingest's stages, as its batch histogram labels them.
 STAGES = ("aggregate", "offline", "online")
 
-# Categories with the (mu, sigma) of their log-normal amounts, in EUR.
-CATEGORIES: dict[str, tuple[float, float]] = {
-    "grocery": (3.3, 0.6),
-    "fuel": (3.9, 0.4),
-    "restaurants": (3.4, 0.5),
-    "pharmacy": (2.9, 0.6),
-    "fashion": (4.2, 0.8),
-    "electronics": (5.0, 1.0),
-    "travel": (5.5, 0.9),
-    "online_services": (2.6, 0.7),
-}
-ONLINE_CATEGORIES = frozenset({"online_services", "electronics", "travel"})
-COUNTRIES = ("FR", "DE", "IT", "ES", "NL", "BE", "PT", "GB", "US", "PL")
-COUNTRY_WEIGHTS = (30, 20, 12, 12, 6, 5, 4, 5, 3, 3)
+# The workload: the baseline scenario's own traffic, so the benchmark ingests what the platform
+# does (its card population, category mix, devices and fraud patterns), not a stand-in.
+SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "baseline.yaml"
 
 
 @dataclass(frozen=True)
@@ -114,51 +103,14 @@ class BareSample:
     online_push_rows_per_s: float
 
 
-def make_transactions(count: int, *, cards: int, seed: int = 11) -> list[Transaction]:
-    """``count`` card payments from ``cards`` cards, in increasing event time, the same per seed.
-
-    Each card has a home country, one or two devices, a few usual merchants and an activity
-    level; amounts are log-normal by merchant category; one payment in twenty is at a merchant
-    the card has not used before, one in thirty abroad. Events arrive about every two seconds, so
-    the 50,000 default events span more than a day and fill every window but the 7-day one.
-    """
-    rng = random.Random(seed)
-    merchants = [
-        (f"merchant-{i:05d}", rng.choice(list(CATEGORIES))) for i in range(max(cards // 2, 10))
-    ]
-    profiles = []
-    for i in range(cards):
-        home = rng.choices(COUNTRIES, weights=COUNTRY_WEIGHTS)[0]
-        devices = [f"device-{i:05d}-{d}" for d in range(rng.randint(1, 2))]
-        usual = rng.sample(merchants, rng.randint(2, 5))
-        profiles.append((f"card-{i:05d}", home, devices, usual))
-    activity = [rng.lognormvariate(0.0, 0.8) for _ in range(cards)]
-    chosen = rng.choices(range(cards), weights=activity, k=count)
-
-    start = datetime(2025, 3, 1, tzinfo=UTC)
-    elapsed = 0.0
-    events = []
-    for index in chosen:
-        card_id, home, devices, usual = profiles[index]
-        merchant_id, category = rng.choice(usual) if rng.random() > 0.05 else rng.choice(merchants)
-        mu, sigma = CATEGORIES[category]
-        online = category in ONLINE_CATEGORIES and rng.random() < 0.8
-        elapsed += rng.expovariate(0.5)
-        events.append(
-            Transaction(
-                event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
-                event_time=start + timedelta(seconds=elapsed),
-                card_id=card_id,
-                merchant_id=merchant_id,
-                amount=round(rng.lognormvariate(mu, sigma), 2) + 0.01,
-                merchant_category=category,
-                country=home if rng.random() > 1 / 30 else rng.choice(COUNTRIES),
-                card_country=home,
-                channel="online" if online else "card_present",
-                device_id=rng.choice(devices) if online or rng.random() < 0.3 else None,
-            )
-        )
-    return events
+def make_transactions(count: int) -> list[Transaction]:
+    """The first ``count`` transactions of the baseline scenario, the same on every run."""
+    events: list[Transaction] = []
+    for event in Simulator(load_scenario(SCENARIO), until=None).events():
+        events.append(event.transaction)
+        if len(events) == count:
+            return events
+    raise BenchmarkError(f"the baseline scenario has fewer than {count} transactions")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -166,7 +118,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--events", type=_positive, default=50_000, help="transactions per repetition"
     )
-    parser.add_argument("--cards", type=_positive, default=5_000, help="distinct cards")
     parser.add_argument("--repeats", type=_positive, default=3, help="measured repetitions a side")
     parser.add_argument(
         "--warmup", type=_non_negative, default=1, help="discarded repetitions a side, first"
@@ -184,7 +135,7 @@ def run(options: argparse.Namespace) -> Measurement:
     stream = StreamOptions()
     if options.max_batch is not None:
         stream = stream.model_copy(update={"max_batch": options.max_batch})
-    events = make_transactions(options.events, cards=options.cards)
+    events = make_transactions(options.events)
     payloads = [(event.key(), event.to_bytes()) for event in events]
     expected = _expected_rows(events)
     chunks = _bare_chunks(expected, stream.max_batch)
