@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bottega.bus import Producer
 from bottega.settings import KafkaSettings
 from bottega.stack.runner import LocalStack
 from bottega.stack.services import build_local_stack
@@ -63,6 +64,16 @@ def stack(stack_settings: StackSettings) -> Iterator[LocalStack]:
 @pytest.fixture()
 def kafka(stack: LocalStack, stack_settings: StackSettings) -> KafkaSettings:
     return stack_settings.kafka
+
+
+@pytest.fixture()
+def dead_letters(kafka: KafkaSettings) -> Iterator[Producer]:
+    """A dead-letter producer for a test's consumers, closed after the test."""
+    producer = Producer(kafka, client_id="test-dlq")
+    try:
+        yield producer
+    finally:
+        producer.close(timeout=10)
 
 
 @pytest.fixture()

@@ -66,23 +66,16 @@ def test_the_stack_created_the_bottega_topics(kafka: KafkaSettings) -> None:
     probe = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers)
     try:
         topics = probe.topics()
+        partitions = probe.partitions_for_topic("transactions") or set()
     finally:
         probe.close()
     for name in ("transactions", "labels", "predictions", "model-events"):
         assert name in topics and dlq_topic(name) in topics
-    assert (
-        len(
-            KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers).partitions_for_topic(
-                "transactions"
-            )
-            or ()
-        )
-        == kafka.partitions
-    )
+    assert len(partitions) == kafka.partitions
 
 
 def test_produce_and_consume_through_a_group(
-    kafka: KafkaSettings, unique: Callable[[str], str]
+    kafka: KafkaSettings, dead_letters: Producer, unique: Callable[[str], str]
 ) -> None:
     topic, group = unique("txn"), unique("g")
     create_topics(kafka, [topic, dlq_topic(topic)])
@@ -98,7 +91,7 @@ def test_produce_and_consume_through_a_group(
         group_id=group,
         topics={topic: Transaction},
         handler=seen.extend,
-        dead_letters=Producer(kafka),
+        dead_letters=dead_letters,
     ) as consumer:
         consume_until(consumer, seen, 50)
     assert sorted(e.event.event_id for e in seen) == sorted(e.event_id for e in sent)
@@ -116,7 +109,7 @@ def test_produce_and_consume_through_a_group(
 
 
 def test_offsets_are_committed_only_after_the_handler_succeeds(
-    kafka: KafkaSettings, unique: Callable[[str], str]
+    kafka: KafkaSettings, dead_letters: Producer, unique: Callable[[str], str]
 ) -> None:
     topic, group = unique("txn"), unique("g")
     create_topics(kafka, [topic, dlq_topic(topic)], partitions=1)
@@ -136,7 +129,7 @@ def test_offsets_are_committed_only_after_the_handler_succeeds(
         group_id=group,
         topics={topic: Transaction},
         handler=fails_once,
-        dead_letters=Producer(kafka),
+        dead_letters=dead_letters,
         backoff_initial_s=0.1,
     ) as consumer:
         wait_for(lambda: consumer.poll_once(500).failed, timeout_s=60, what="the failed batch")
@@ -152,7 +145,7 @@ def test_offsets_are_committed_only_after_the_handler_succeeds(
         group_id=group,
         topics={topic: Transaction},
         handler=again.extend,
-        dead_letters=Producer(kafka),
+        dead_letters=dead_letters,
     ) as consumer:
         for _ in range(6):
             consumer.poll_once(500)
@@ -176,14 +169,17 @@ def test_a_poisoned_message_goes_to_the_dlq_and_the_consumer_carries_on(
         producer.flush(timeout=30)
 
     seen: list[Envelope[Any]] = []
-    with Consumer(
-        kafka,
-        group_id=group,
-        topics={topic: Transaction},
-        handler=seen.extend,
-        dead_letters=Producer(kafka, metrics=metrics),
-        metrics=metrics,
-    ) as consumer:
+    with (
+        Producer(kafka, metrics=metrics) as dlq,
+        Consumer(
+            kafka,
+            group_id=group,
+            topics={topic: Transaction},
+            handler=seen.extend,
+            dead_letters=dlq,
+            metrics=metrics,
+        ) as consumer,
+    ):
         consume_until(consumer, seen, 2)
     assert [e.event.card_id for e in seen] == ["card-before", "card-after"]
     assert committed(kafka, group, topic, 1) == {0: 5}
@@ -212,7 +208,7 @@ def test_a_poisoned_message_goes_to_the_dlq_and_the_consumer_carries_on(
 
 
 def test_two_consumers_in_one_group_split_the_partitions(
-    kafka: KafkaSettings, unique: Callable[[str], str]
+    kafka: KafkaSettings, dead_letters: Producer, unique: Callable[[str], str]
 ) -> None:
     topic, group = unique("txn"), unique("g")
     create_topics(kafka, [topic, dlq_topic(topic)], partitions=4)
@@ -223,7 +219,7 @@ def test_two_consumers_in_one_group_split_the_partitions(
         group_id=group,
         topics={topic: Transaction},
         handler=seen_a.extend,
-        dead_letters=Producer(kafka),
+        dead_letters=dead_letters,
         client_id="a",
     )
     b = Consumer(
@@ -231,7 +227,7 @@ def test_two_consumers_in_one_group_split_the_partitions(
         group_id=group,
         topics={topic: Transaction},
         handler=seen_b.extend,
-        dead_letters=Producer(kafka),
+        dead_letters=dead_letters,
         client_id="b",
     )
     stop = threading.Event()

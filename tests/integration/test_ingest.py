@@ -7,7 +7,8 @@ import random
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,10 +23,14 @@ from bottega.settings import KafkaSettings
 from bottega.stack.runner import LocalStack
 from bottega.stack.settings import StackSettings
 from bottega.usecases.fraud.aggregates import CardAggregator, CardRow
+from bottega.usecases.fraud.scenario import load_scenario
+from bottega.usecases.fraud.simulator import Simulator
 from bottega.usecases.fraud.store import FraudFeatureStore, aggregate_batch, newest_per_card
 from bottega.usecases.fraud.tables import BACKFILL
 
 from .conftest import wait_for
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 FEATURES = (
     "txn_count_1h",
@@ -40,27 +45,25 @@ FEATURES = (
 )
 
 
-def make_events(n: int, *, cards: int, seed: int) -> list[Transaction]:
-    rng = random.Random(seed)
+def make_events(n: int, *, scenario: str = "baseline") -> list[Transaction]:
+    """The first ``n`` simulated transactions of a scenario, over a span no other test uses.
+
+    Card ids get a prefix of this run, so that each test's cards are its own and the ingest's
+    state for them holds nothing but these events.
+    """
+    loaded = load_scenario(SCENARIOS / f"{scenario}.yaml")
+    start = loaded.start + timedelta(days=random.randrange(1, 10_000))
     run = uuid.uuid4().hex[:6]
-    start = datetime(2026, 2, 1, tzinfo=UTC) + timedelta(days=rng.randrange(300))
-    minute, out = 0.0, []
-    for _ in range(n):
-        minute += rng.expovariate(1.0)
+    out: list[Transaction] = []
+    for event in Simulator(loaded, start=start).events():
         out.append(
-            Transaction(
-                event_id=uuid.uuid4(),
-                event_time=start + timedelta(minutes=minute),
-                card_id=f"{run}-card-{rng.randrange(cards)}",
-                merchant_id=f"m-{rng.randrange(60)}",
-                amount=round(rng.lognormvariate(3, 1), 2) + 0.01,
-                merchant_category="grocery",
-                country="FR",
-                card_country="FR",
-                device_id=f"dev-{rng.randrange(3)}",
+            event.transaction.model_copy(
+                update={"card_id": f"{run}-card-{event.transaction.card_id}"}
             )
         )
-    return out
+        if len(out) == n:
+            return out
+    raise AssertionError(f"{scenario} has fewer than {n} transactions")
 
 
 def publish(kafka: KafkaSettings, events: list[Any]) -> None:
@@ -116,7 +119,7 @@ def ingest_metric(settings: StackSettings, name: str, labels: dict[str, str]) ->
 def test_every_event_lands_offline_once_and_online_matches_the_aggregation(
     kafka: KafkaSettings, fs: FraudFeatureStore
 ) -> None:
-    events = make_events(3000, cards=120, seed=1)
+    events = make_events(3000)
     publish(kafka, events)
     wait_for(
         lambda: offline_count(fs, events)[1] == len(events),
@@ -148,7 +151,7 @@ def test_every_event_lands_offline_once_and_online_matches_the_aggregation(
 
 
 def test_labels_land_once(kafka: KafkaSettings, fs: FraudFeatureStore) -> None:
-    events = make_events(50, cards=5, seed=3)
+    events = make_events(50)
     labels = [
         Label(
             transaction_id=t.event_id,
@@ -181,7 +184,7 @@ def test_poison_goes_to_the_dlq_counted_and_ingest_carries_on(
     )
     key = uuid.uuid4().hex.encode()
     poison = [b"\xff\xfe\x00", b'{"card_id": "x"}', b"[1, 2, 3]"]
-    after_poison = make_events(5, cards=2, seed=4)
+    after_poison = make_events(5)
     with Producer(kafka) as producer:
         for raw in poison:
             producer.send("transactions", raw, key=key)
@@ -236,7 +239,7 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     kafka: KafkaSettings, fs: FraudFeatureStore, restartable_ingest: LocalStack
 ) -> None:
     stack = restartable_ingest
-    events = make_events(40_000, cards=500, seed=9)
+    events = make_events(40_000)
     sender = threading.Thread(target=publish, args=(kafka, events))
     sender.start()
     wait_for(lambda: offline_count(fs, events)[1] > 0, timeout_s=120, what="the first batch")
