@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,5 +69,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # kafka-python logs every reconnect and httpx every request at INFO: keep them out.
+    # Feast's DuckDB backend (ibis) warns of a duckdb deprecation on every offline read.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis(\..*)?")
     for noisy in ("kafka", "httpx", "httpcore", "feast"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
