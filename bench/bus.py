@@ -32,7 +32,14 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
 from bench.broker import private_broker
-from bench.harness import Benchmark, BenchmarkError, Measurement, median
+from bench.harness import (
+    Benchmark,
+    BenchmarkError,
+    Measurement,
+    median,
+    non_negative_int,
+    positive_int,
+)
 from bottega.bus import (
     CONSUMER_DEFAULTS,
     PRODUCER_DEFAULTS,
@@ -91,11 +98,13 @@ def make_transactions(count: int, *, seed: int = 7) -> list[Transaction]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The bus benchmark's options."""
     parser.add_argument(
-        "--messages", type=_positive, default=20_000, help="messages per repetition"
+        "--messages", type=positive_int, default=20_000, help="messages per repetition"
     )
-    parser.add_argument("--repeats", type=_positive, default=5, help="measured repetitions a side")
     parser.add_argument(
-        "--warmup", type=_non_negative, default=1, help="discarded repetitions a side, first"
+        "--repeats", type=positive_int, default=5, help="measured repetitions a side"
+    )
+    parser.add_argument(
+        "--warmup", type=non_negative_int, default=1, help="discarded repetitions a side, first"
     )
 
 
@@ -272,20 +281,6 @@ def _timed(action: Callable[[], None]) -> float:
 
 def _topic(side: str, repetition: int) -> str:
     return f"bench-{side}-{repetition}"
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
-    return value
 
 
 BENCHMARK = Benchmark(

@@ -91,3 +91,19 @@ def write_record(record: BenchRecord, results_dir: Path = RESULTS_DIR) -> Path:
     tmp.write_text(record.model_dump_json(indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value

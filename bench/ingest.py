@@ -53,7 +53,14 @@ import pyarrow.parquet as pq
 from prometheus_client import CollectorRegistry, values
 
 from bench.broker import private_broker
-from bench.harness import Benchmark, BenchmarkError, Measurement, median
+from bench.harness import (
+    Benchmark,
+    BenchmarkError,
+    Measurement,
+    median,
+    non_negative_int,
+    positive_int,
+)
 from bottega.bus import BusMetrics, Consumer, Envelope, Producer, create_topics
 from bottega.events import Transaction
 from bottega.settings import BottegaSettings, KafkaSettings
@@ -116,15 +123,17 @@ def make_transactions(count: int) -> list[Transaction]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ingest benchmark's options."""
     parser.add_argument(
-        "--events", type=_positive, default=50_000, help="transactions per repetition"
+        "--events", type=positive_int, default=50_000, help="transactions per repetition"
     )
-    parser.add_argument("--repeats", type=_positive, default=3, help="measured repetitions a side")
     parser.add_argument(
-        "--warmup", type=_non_negative, default=1, help="discarded repetitions a side, first"
+        "--repeats", type=positive_int, default=3, help="measured repetitions a side"
+    )
+    parser.add_argument(
+        "--warmup", type=non_negative_int, default=1, help="discarded repetitions a side, first"
     )
     parser.add_argument(
         "--max-batch",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="micro-batch size, both sides (default: the ingest's StreamOptions.max_batch)",
     )
@@ -421,20 +430,6 @@ def _summarize(
 
 def _topic(repetition: int) -> str:
     return f"bench-ingest-{repetition}-{uuid.uuid4().hex[:8]}"
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
-    return value
 
 
 BENCHMARK = Benchmark(

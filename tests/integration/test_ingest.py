@@ -22,7 +22,7 @@ from bottega.events import Label, Transaction, dlq_topic
 from bottega.settings import KafkaSettings
 from bottega.stack.runner import LocalStack
 from bottega.stack.settings import StackSettings
-from bottega.usecases.fraud.aggregates import CardAggregator, CardRow
+from bottega.usecases.fraud.aggregates import CARD_FEATURES, CardAggregator, CardRow
 from bottega.usecases.fraud.scenario import load_scenario
 from bottega.usecases.fraud.simulator import Simulator
 from bottega.usecases.fraud.store import FraudFeatureStore, aggregate_batch, newest_per_card
@@ -31,18 +31,6 @@ from bottega.usecases.fraud.tables import BACKFILL
 from .conftest import wait_for
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
-
-FEATURES = (
-    "txn_count_1h",
-    "amount_sum_1h",
-    "txn_count_24h",
-    "amount_sum_24h",
-    "txn_count_7d",
-    "amount_mean_7d",
-    "distinct_merchants_24h",
-    "last_txn_epoch_s",
-    "last_device_id",
-)
 
 
 def make_events(n: int, *, scenario: str = "baseline") -> list[Transaction]:
@@ -97,7 +85,7 @@ def online_matches(fs: FraudFeatureStore, expected: dict[str, CardRow]) -> bool:
     online = fs.online_card_rows(cards)
     for card, got in zip(cards, online, strict=True):
         want = expected[card].features()
-        for name in FEATURES:
+        for name in CARD_FEATURES:
             value = got[name]
             if isinstance(want[name], float):
                 if value is None or abs(value - want[name]) > 1e-6 * max(1.0, abs(want[name])):
@@ -147,7 +135,7 @@ def test_every_event_lands_offline_once_and_online_matches_the_aggregation(
     for row in backfilled:
         got = by_event[row.event_id]
         assert got["card_id"] == row.card_id and got["event_timestamp"] == row.as_of
-        assert {k: got[k] for k in FEATURES} == pytest.approx(row.features())
+        assert {k: got[k] for k in CARD_FEATURES} == pytest.approx(row.features())
 
 
 def test_labels_land_once(kafka: KafkaSettings, fs: FraudFeatureStore) -> None:

@@ -43,6 +43,8 @@ CARD_AGGREGATES: tuple[str, ...] = (
     "distinct_merchants_24h",
     "last_txn_epoch_s",
 )
+# Everything a card row carries: the aggregates and the latest device.
+CARD_FEATURES: tuple[str, ...] = (*CARD_AGGREGATES, "last_device_id")
 
 
 class Outcome(StrEnum):

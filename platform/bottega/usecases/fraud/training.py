@@ -17,23 +17,13 @@ from typing import Any
 import pandas as pd
 
 from bottega.errors import BottegaError
+from bottega.usecases.fraud.aggregates import CARD_FEATURES
 from bottega.usecases.fraud.features.request import MODEL_FEATURES, request_features
 from bottega.usecases.fraud.store import FraudFeatureStore, transaction_from_row
 
 log = logging.getLogger(__name__)
 
 JUST_BEFORE = timedelta(microseconds=1)
-CARD_FEATURE_COLUMNS = (
-    "txn_count_1h",
-    "amount_sum_1h",
-    "txn_count_24h",
-    "amount_sum_24h",
-    "txn_count_7d",
-    "amount_mean_7d",
-    "distinct_merchants_24h",
-    "last_txn_epoch_s",
-    "last_device_id",
-)
 MERCHANT_FEATURE_COLUMNS = ("merchant_txn_count_30d", "merchant_fraud_rate_30d")
 
 
@@ -102,7 +92,7 @@ def fraud_training_set(
     records: list[dict[str, Any]] = []
     for raw in txns:
         joined_row = by_event.loc[raw["event_id"]]
-        card = {name: _clean(joined_row[name]) for name in CARD_FEATURE_COLUMNS}
+        card = {name: _clean(joined_row[name]) for name in CARD_FEATURES}
         merchant = {name: _clean(joined_row[name]) for name in MERCHANT_FEATURE_COLUMNS}
         label = labels.get(raw["event_id"])
         records.append(
