@@ -138,3 +138,15 @@ def test_an_unknown_service_is_named(cli_env: dict[str, str]) -> None:
     assert done.returncode == 1
     assert "unknown service 'nosuch'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_logs_of_one_service_show_only_its_own(cli_env: dict[str, str]) -> None:
+    logs = Path(cli_env["BOTTEGA_HOME"]) / "logs"
+    logs.mkdir(parents=True)
+    (logs / "ingest.log").write_text("an ingest line\n")
+    (logs / "kafka.log").write_text("a kafka line\n")
+    one = bottega(cli_env, "logs", "ingest")
+    assert one.returncode == 0, one.stderr
+    assert "an ingest line" in one.stdout and "a kafka line" not in one.stdout
+    every = bottega(cli_env, "logs")
+    assert "an ingest line" in every.stdout and "a kafka line" in every.stdout

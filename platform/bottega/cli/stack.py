@@ -126,7 +126,11 @@ def logs(
 
     def action() -> None:
         _, stack = _local_stack(ModeChoice.local)
-        names = [spec.name for spec in stack.select([service] if service else None)]
+        if service:
+            stack.select([service])  # an unknown name is a clear error
+            names = [service]  # its own log, not its dependencies'
+        else:
+            names = [spec.name for spec in stack.specs]
         paths = {name: stack.log_path(name) for name in names}
         positions: dict[str, int] = {}
         for name, path in paths.items():
