@@ -174,18 +174,19 @@ class FraudFeatureStore:
             self.card_features.remove(stem)
 
         aggregator = CardAggregator()
-        newest = self.transactions.query("SELECT max(event_timestamp) AS m FROM t")["m"][0]
+        # Each card's own recent history: the span is measured back from that card's newest
+        # event, not the log's, since cards' event times need not move together.
+        log_rows = self.transactions.query(
+            "SELECT * FROM t QUALIFY event_timestamp > "
+            "max(event_timestamp) OVER (PARTITION BY card_id) - to_microseconds(?) "
+            "ORDER BY event_timestamp, event_id",
+            [int(REBUILD_SPAN.total_seconds() * 1_000_000)],
+        )
         replayed = 0
-        if newest.is_valid:
-            since = newest.as_py() - REBUILD_SPAN
-            log_rows = self.transactions.query(
-                "SELECT * FROM t WHERE event_timestamp > ? ORDER BY event_timestamp, event_id",
-                [since],
-            )
-            for record in log_rows.to_pylist():
-                aggregator.apply(transaction_from_row(record))
-                replayed += 1
-            self._seed_devices(aggregator)
+        for record in log_rows.to_pylist():
+            aggregator.apply(transaction_from_row(record))
+            replayed += 1
+        self._seed_devices(aggregator)
 
         label_ids = set(
             self.labels.query("SELECT DISTINCT event_id FROM t")["event_id"].to_pylist()

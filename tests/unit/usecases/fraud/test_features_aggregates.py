@@ -193,3 +193,25 @@ def test_replaying_a_batch_after_a_crash_writes_nothing_twice() -> None:
     assert len(first.logged) + len(replay.logged) == 500
     logged = [t.event_id for t, _ in first.logged + replay.logged]
     assert len(set(logged)) == 500
+
+
+def test_recovery_rebuilds_each_card_from_its_own_recent_history(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from bottega.settings import BottegaSettings
+    from bottega.usecases.fraud.store import FraudFeatureStore
+
+    settings = BottegaSettings(_env_file=None, home=Path(str(tmp_path)) / "home")  # type: ignore[call-arg]
+    fs = FraudFeatureStore(settings)
+    fs.apply()
+    # card-early's events are a year older than card-late's: a rebuild that measured its span
+    # from the log's newest event would forget card-early entirely.
+    early = [txn(i, 10.0, card="card-early") for i in range(5)]
+    late = [txn(60 * 24 * 365 + i, 20.0, card="card-late") for i in range(3)]
+    fs.write_batch(aggregate_batch(CardAggregator(), [(t, BACKFILL) for t in early + late]))
+    rebuilt = fs.recover().aggregator
+    for card, expected in (("card-early", 5), ("card-late", 3)):
+        row = rebuilt.current(card)
+        assert row is not None and row.txn_count_1h == expected
+    outcome, _ = rebuilt.apply(early[0])
+    assert outcome is Outcome.DUPLICATE
