@@ -34,7 +34,8 @@ class TransactionSink:
     def __init__(self, fs: FraudFeatureStore, metrics: IngestMetrics) -> None:
         self.fs = fs
         self.metrics = metrics
-        self.aggregator = fs.recover().aggregator
+        self.recovery = fs.recover()
+        self.aggregator = self.recovery.aggregator
 
     def __call__(self, batch: Sequence[Envelope[Any]]) -> None:
         items = [(env.event, Source(env.partition, env.offset)) for env in batch]
@@ -122,33 +123,28 @@ class IngestService:
             kafka, client_id="bottega-ingest-dlq", metrics=self.bus_metrics
         )
         transactions = TransactionSink(self.fs, self.metrics)
-        recovery_labels = set(
-            self.fs.labels.query("SELECT DISTINCT event_id FROM t")["event_id"].to_pylist()
-        )
-        labels = LabelSink(self.fs, self.metrics, recovery_labels)
+        # The labels already stored come with the same recovery, not a second scan.
+        labels = LabelSink(self.fs, self.metrics, transactions.recovery.label_ids)
+
+        def member(
+            group: str, event: type[Transaction] | type[Label], handler: Any, client_id: str
+        ) -> Consumer:
+            assert self._dead_letters is not None
+            return Consumer(
+                kafka,
+                group_id=group,
+                topics={event.topic: event},
+                handler=handler,
+                dead_letters=self._dead_letters,
+                max_batch=stream.max_batch,
+                linger_ms=stream.linger_ms,
+                metrics=self.bus_metrics,
+                client_id=client_id,
+            )
+
         self._consumers = [
-            Consumer(
-                kafka,
-                group_id=stream.transactions_group,
-                topics={Transaction.topic: Transaction},
-                handler=transactions,
-                dead_letters=self._dead_letters,
-                max_batch=stream.max_batch,
-                linger_ms=stream.linger_ms,
-                metrics=self.bus_metrics,
-                client_id="bottega-ingest",
-            ),
-            Consumer(
-                kafka,
-                group_id=stream.labels_group,
-                topics={Label.topic: Label},
-                handler=labels,
-                dead_letters=self._dead_letters,
-                max_batch=stream.max_batch,
-                linger_ms=stream.linger_ms,
-                metrics=self.bus_metrics,
-                client_id="bottega-ingest-labels",
-            ),
+            member(stream.transactions_group, Transaction, transactions, "bottega-ingest"),
+            member(stream.labels_group, Label, labels, "bottega-ingest-labels"),
         ]
         every = (stream.lag_interval_s, self._record_lag)
         for consumer in self._consumers:
