@@ -1,0 +1,135 @@
+"""The model registry: MLflow's registered models, behind a small interface.
+
+Names shared by every process live here: the experiment and registered model of each use case,
+the aliases, and the tag keys that training and promotion write on a model version. The
+interface (:class:`Registry`) is what the promotion policy and the CLI use, so unit tests hand
+them an in-memory fake; :class:`MlflowRegistry` is the real thing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bottega.errors import BottegaError
+
+log = logging.getLogger(__name__)
+
+EXPERIMENTS = {"fraud": "fraud"}
+MODEL_NAMES = {"fraud": "fraud-detector"}
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+# Version tags written by training.
+TAG_MODEL_KIND = "bottega.model_kind"
+TAG_HOLDOUT_START = "bottega.holdout_start"
+TAG_HOLDOUT_END = "bottega.holdout_end"
+TAG_LABELS_AS_OF = "bottega.labels_as_of"
+TAG_FINGERPRINT = "bottega.data_fingerprint"
+# Version tags written by promotion.
+TAG_DECISION = "bottega.decision"
+TAG_REASON = "bottega.decision_reason"
+TAG_PREVIOUS_CHAMPION = "bottega.previous_champion"
+DECISION_METRICS_PREFIX = "bottega.decision."
+
+
+class RegistryError(BottegaError):
+    """The registry does not hold what was asked for."""
+
+    http_status = 404
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version, as the policy and the CLI see it."""
+
+    name: str
+    version: str
+    run_id: str
+    aliases: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    created_ms: int = 0
+
+
+class Registry(Protocol):
+    """What promotion and the CLI need from a model registry."""
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every version of ``name``, newest first."""
+        ...
+
+    def get(self, name: str, version: str) -> ModelVersion:
+        """One version; RegistryError when it does not exist."""
+        ...
+
+    def by_alias(self, name: str, alias: str) -> ModelVersion | None:
+        """The version that holds ``alias``, or None."""
+        ...
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point ``alias`` at ``version``."""
+        ...
+
+    def set_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
+        """Write tags on a version."""
+        ...
+
+
+class MlflowRegistry:
+    """:class:`Registry` over an MLflow tracking server."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+
+    def _version(self, mv: Any) -> ModelVersion:
+        run = self.client.get_run(mv.run_id) if mv.run_id else None
+        return ModelVersion(
+            name=mv.name,
+            version=str(mv.version),
+            run_id=mv.run_id or "",
+            aliases=tuple(getattr(mv, "aliases", ()) or ()),
+            tags=dict(mv.tags or {}),
+            metrics=dict(run.data.metrics) if run is not None else {},
+            created_ms=int(mv.creation_timestamp or 0),
+        )
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every version of ``name``, newest first (none when the model is not registered)."""
+        found = self.client.search_model_versions(f"name='{name}'")
+        return sorted(
+            (self._version(mv) for mv in found), key=lambda v: int(v.version), reverse=True
+        )
+
+    def get(self, name: str, version: str) -> ModelVersion:
+        """One version; RegistryError when it does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._version(self.client.get_model_version(name, version))
+        except MlflowException:
+            raise RegistryError(
+                f"{name} has no version {version}", hint="list them with: bottega models"
+            ) from None
+
+    def by_alias(self, name: str, alias: str) -> ModelVersion | None:
+        """The version that holds ``alias``, or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._version(self.client.get_model_version_by_alias(name, alias))
+        except MlflowException:
+            return None
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point ``alias`` at ``version``."""
+        self.client.set_registered_model_alias(name, alias, version)
+
+    def set_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
+        """Write tags on a version."""
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, key, value)
