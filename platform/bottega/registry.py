@@ -12,7 +12,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bottega.bus import Producer
 from bottega.errors import BottegaError
+from bottega.events import ModelEvent
+from bottega.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +136,41 @@ class MlflowRegistry:
         """Write tags on a version."""
         for key, value in tags.items():
             self.client.set_model_version_tag(name, version, key, value)
+
+
+def rollback(registry: Registry, name: str) -> tuple[ModelVersion, ModelVersion]:
+    """Point ``champion`` back at the version it replaced; return (demoted, restored).
+
+    Promotion records the replaced champion on the new one (``bottega.previous_champion``), so
+    each rollback steps one promotion back.
+    """
+    current = registry.by_alias(name, CHAMPION)
+    if current is None:
+        raise RegistryError(f"{name} has no champion to roll back", hint="bottega models")
+    previous = current.tags.get(TAG_PREVIOUS_CHAMPION)
+    if not previous:
+        raise RegistryError(
+            f"{name} v{current.version} was the first champion: there is nothing to roll back to"
+        )
+    restored = registry.get(name, previous)
+    registry.set_alias(name, CHAMPION, restored.version)
+    registry.set_tags(
+        name, current.version, {TAG_DECISION: "rolled_back", TAG_REASON: "rolled back by a user"}
+    )
+    log.info("rolled back", extra={"model": name, "from": current.version, "to": restored.version})
+    return current, restored
+
+
+def publish_model_event(kafka: KafkaSettings, event: ModelEvent, timeout_s: float = 10.0) -> bool:
+    """Publish ``event`` on ``model-events`` and wait for the broker; False (logged) on failure.
+
+    The registry's alias is the source of truth: a decision stands when Kafka is down, and a
+    model server that missed the event finds the alias when it next reads it.
+    """
+    try:
+        with Producer(kafka, client_id="bottega-registry") as producer:
+            producer.publish(event).get(timeout=timeout_s)
+    except Exception as exc:  # noqa: BLE001  (kafka-python raises many unrelated types)
+        log.warning("could not publish the model event", extra={"error": repr(exc)})
+        return False
+    return True
