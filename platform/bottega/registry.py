@@ -89,13 +89,20 @@ class MlflowRegistry:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
 
-    def _version(self, mv: Any) -> ModelVersion:
+    def _aliases(self, name: str) -> dict[str, tuple[str, ...]]:
+        """Version to aliases: search results do not carry them, the registered model does."""
+        aliases: dict[str, list[str]] = {}
+        for alias, version in (self.client.get_registered_model(name).aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+        return {version: tuple(sorted(names)) for version, names in aliases.items()}
+
+    def _version(self, mv: Any, aliases: tuple[str, ...] | None = None) -> ModelVersion:
         run = self.client.get_run(mv.run_id) if mv.run_id else None
         return ModelVersion(
             name=mv.name,
             version=str(mv.version),
             run_id=mv.run_id or "",
-            aliases=tuple(getattr(mv, "aliases", ()) or ()),
+            aliases=aliases if aliases is not None else tuple(getattr(mv, "aliases", ()) or ()),
             tags=dict(mv.tags or {}),
             metrics=dict(run.data.metrics) if run is not None else {},
             created_ms=int(mv.creation_timestamp or 0),
@@ -104,8 +111,13 @@ class MlflowRegistry:
     def versions(self, name: str) -> list[ModelVersion]:
         """Every version of ``name``, newest first (none when the model is not registered)."""
         found = self.client.search_model_versions(f"name='{name}'")
+        if not found:
+            return []
+        aliases = self._aliases(name)
         return sorted(
-            (self._version(mv) for mv in found), key=lambda v: int(v.version), reverse=True
+            (self._version(mv, aliases.get(str(mv.version), ())) for mv in found),
+            key=lambda v: int(v.version),
+            reverse=True,
         )
 
     def get(self, name: str, version: str) -> ModelVersion:

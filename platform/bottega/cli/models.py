@@ -119,10 +119,12 @@ def models() -> None:
             console.print(f"{name} has no registered version yet: run bottega train")
             return
         table = Table(title=name)
-        for column in ("version", "aliases", "model", "created", "decision", *SHOWN_METRICS):
-            table.add_column(column, justify="right" if column.startswith("holdout") else "left")
+        for column in ("version", "aliases", "model", "created", "decision"):
+            table.add_column(column)
+        for metric in SHOWN_METRICS:
+            table.add_column(metric.removeprefix("holdout_"), justify="right")
         for v in versions:
-            created = datetime.fromtimestamp(v.created_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+            created = datetime.fromtimestamp(v.created_ms / 1000, UTC).strftime("%m-%d %H:%M")
             table.add_row(
                 v.version,
                 ", ".join(v.aliases) or "-",
