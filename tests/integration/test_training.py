@@ -111,7 +111,8 @@ def test_bootstrap_ends_with_a_champion(lifecycle: Lifecycle) -> None:
         )
     }
     assert {"training_window.json", "data_fingerprint.json", "feature_service.json"} <= artifacts
-    assert {"model", "plots", "reference", "metrics"} <= artifacts
+    # MLflow 3 keeps the model itself as a LoggedModel, outside the run's artifacts.
+    assert {"plots", "reference", "metrics"} <= artifacts
     assert (
         champion.metrics["holdout_pr_auc"]
         > champion.metrics["holdout_frauds"] / (champion.metrics["holdout_rows"])
