@@ -49,8 +49,11 @@ def trained(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Tra
     return Trained(result.scorer, split, threshold, {r["event_id"]: r["pattern"] for r in rows})
 
 
-def holdout(trained: Trained) -> pd.DataFrame:
-    """The holdout rows with their simulated pattern."""
-    frame = trained.split.holdout.copy()
+def holdout(trained: Trained, *, with_validation: bool = False) -> pd.DataFrame:
+    """The holdout rows (and the validation rows: also never trained on) with their pattern."""
+    parts = (
+        [trained.split.val, trained.split.holdout] if with_validation else [trained.split.holdout]
+    )
+    frame = pd.concat(parts, ignore_index=True)
     frame["pattern"] = frame["event_id"].map(trained.patterns)
     return frame

@@ -39,7 +39,7 @@ def test_a_large_foreign_amount_raises_the_score(trained: Trained) -> None:
 
 
 def test_known_fraud_bursts_score_above_the_threshold(trained: Trained) -> None:
-    rows = holdout(trained)
+    rows = holdout(trained, with_validation=True)
     # The later payments of a card-testing burst: the card's history already shows the burst.
     bursts = rows[
         rows["is_fraud"] & (rows["pattern"] == "card_testing") & (rows["txn_count_1h"] >= 2)
