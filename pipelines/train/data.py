@@ -39,7 +39,8 @@ class Split:
     @property
     def holdout_start(self) -> datetime:
         """Event time of the holdout's first row."""
-        return pd.Timestamp(self.holdout["event_time"].iloc[0]).to_pydatetime()
+        first: datetime = pd.Timestamp(self.holdout["event_time"].iloc[0]).to_pydatetime()
+        return first
 
 
 def default_end(fs: FraudFeatureStore) -> datetime:

@@ -67,7 +67,8 @@ def choose_device(preference: str) -> torch.device:
 
 def labels_of(frame: pd.DataFrame) -> np.ndarray:
     """The labels as 0/1 ints."""
-    return frame["is_fraud"].astype(np.int64).to_numpy()
+    labels: np.ndarray = frame["is_fraud"].astype(np.int64).to_numpy()
+    return labels
 
 
 def fit(split: Split, config: TrainConfig, on_epoch: EpochHook | None = None) -> FitResult:
@@ -116,7 +117,7 @@ def fit(split: Split, config: TrainConfig, on_epoch: EpochHook | None = None) ->
             logits = module(x[batch], cats[batch])
             loss = _loss(logits, y[batch], config, pos_weight)
             optimiser.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
         module.eval()
         with torch.no_grad():

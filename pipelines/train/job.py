@@ -151,7 +151,7 @@ def train(
             reference_path = Path(tmp) / "reference.parquet"
             reference.to_parquet(reference_path, index=False)
             mlflow.log_artifact(str(reference_path), "reference")
-            plotted = {config.model: scores}
+            plotted: dict[str, np.ndarray] = {config.model: scores}
             if "oracle_pr_auc" in metrics:
                 plotted["oracle"] = split.holdout["oracle"].to_numpy(np.float64)
             for path in write_plots(
