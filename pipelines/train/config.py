@@ -30,13 +30,13 @@ class TrainConfig(BaseModel):
     )
     val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     holdout_fraction: float = Field(default=0.15, gt=0, lt=0.5)
-    imbalance: Imbalance = "downsample"
+    imbalance: Imbalance = "class_weights"
     keep_negatives: float = Field(default=0.2, gt=0, le=1, description="For downsample.")
     pos_weight: float | None = Field(
-        default=None, gt=0, description="For class_weights (default: negatives / positives)."
+        default=5.0, gt=0, description="For class_weights (None: negatives / positives)."
     )
     focal_gamma: float = Field(default=2.0, ge=0)
-    hidden: tuple[int, ...] = (64, 32)
+    hidden: tuple[int, ...] = (32,)
     epochs: int = Field(default=30, ge=1)
     patience: int = Field(default=6, ge=1)
     batch_size: int = Field(default=512, ge=8)

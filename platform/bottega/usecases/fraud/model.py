@@ -134,7 +134,7 @@ class MLPModule(nn.Module):
         self,
         n_numeric: int,
         cardinalities: Sequence[int],
-        hidden: Sequence[int] = (64, 32),
+        hidden: Sequence[int] = (32,),
         embedding_dim: int = 4,
         dropout: float = 0.1,
     ) -> None:
@@ -155,7 +155,7 @@ class MLPModule(nn.Module):
         return out
 
 
-def build_module(kind: ModelKind, pre: Preprocessor, hidden: Sequence[int] = (64, 32)) -> nn.Module:
+def build_module(kind: ModelKind, pre: Preprocessor, hidden: Sequence[int] = (32,)) -> nn.Module:
     """The torch module of ``kind`` (``logreg`` or ``mlp``) for ``pre``'s inputs."""
     if kind == "logreg":
         return LogisticModule(len(NUMERIC_FEATURES), pre.cardinalities())
