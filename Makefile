@@ -12,7 +12,7 @@ SETUP_STAMP := $(VENV)/.setup-stamp
 KAFKA_STAMP := $(KAFKA_LIBS)/.stamp
 PYTEST_ARGS ?=
 
-.PHONY: help setup lock up down status logs test test-unit test-integration lint fmt bench clean doctor
+.PHONY: help setup lock up down status logs test test-unit test-integration test-model bootstrap lint fmt bench clean doctor
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -68,6 +68,12 @@ test-unit: $(SETUP_STAMP) ## Fast tests, no I/O
 
 test-integration: setup ## Tests against real Kafka, MLflow, Prometheus and Alertmanager
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-model: $(SETUP_STAMP) ## Behavioural checks on a freshly trained fraud model
+	$(PY) -m pytest tests/model $(PYTEST_ARGS)
+
+bootstrap: setup ## Give a running stack a champion model: backfill, train, promote
+	$(BOTTEGA) bootstrap
 
 lint: $(SETUP_STAMP) ## ruff, and mypy (strict) on platform/bottega and services
 	$(VENV)/bin/ruff check .

@@ -50,3 +50,28 @@ def private_broker() -> Iterator[KafkaSettings]:
             yield settings.kafka
         finally:
             stack.down(["kafka"])
+
+
+@contextmanager
+def private_mlflow() -> Iterator[StackSettings]:
+    """Start an MLflow server on a free port in a temporary home; stop it and delete it after.
+
+    The settings it yields point at that server, and their home (feature store included) is the
+    same temporary directory.
+    """
+    project = load_settings(StackSettings)
+    with tempfile.TemporaryDirectory(prefix="bottega-bench-") as home:
+        (port,) = free_ports(project.bind_host, 1)
+        settings = StackSettings(
+            project_root=project.project_root,
+            home=Path(home),
+            bind_host=project.bind_host,
+            mlflow={"port": port},
+            stack=project.stack,
+        )
+        stack = build_local_stack(settings)
+        try:
+            stack.up(["mlflow"])
+            yield settings
+        finally:
+            stack.down(["mlflow"])

@@ -13,6 +13,7 @@ from bench.harness import Benchmark
 BENCHMARKS: dict[str, str] = {
     "bus": "bench.bus",
     "ingest": "bench.ingest",
+    "training": "bench.training",
 }
 
 

@@ -70,6 +70,7 @@ def backfill(
     scenario = load_scenario(scenario_path)
     simulator = Simulator(scenario, start=start, until=end)
     chunk: list[tuple[Transaction, Source]] = []
+    oracle: list[SimulatedEvent] = []
     labels: list[tuple[Label, Source]] = []
     newest = {}
     counts = {"transactions": 0, "frauds": 0}
@@ -79,12 +80,19 @@ def backfill(
         fs.write_batch(result)
         for row in newest_per_card(result.rows):
             newest[row.card_id] = row
+        fs.write_oracle(
+            [str(e.transaction.event_id) for e in oracle],
+            [e.fraud_probability for e in oracle],
+            [e.pattern for e in oracle],
+        )
         counts["transactions"] += len(result.logged)
         chunk.clear()
+        oracle.clear()
 
     event: SimulatedEvent
     for event in simulator.events():
         chunk.append((event.transaction, BACKFILL))
+        oracle.append(event)
         counts["frauds"] += int(event.is_fraud)
         label = event.label()
         if label is not None and label.event_time <= end:

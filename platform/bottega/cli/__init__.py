@@ -1,10 +1,13 @@
 """The ``bottega`` command line: the platform's front door, for people."""
 
 from bottega.cli import stack  # isort: skip  (registers the stack's commands first)
-from bottega.cli import data  # registers the data commands
+from bottega.cli import (
+    data,  # registers the data commands
+    models,  # registers the model lifecycle commands
+)
 from bottega.cli.common import app
 
-__all__ = ["app", "data", "main", "stack"]
+__all__ = ["app", "data", "main", "models", "stack"]
 
 
 def main() -> None:

@@ -42,10 +42,12 @@ from bottega.usecases.fraud.tables import (
     CARD_FEATURES,
     LABELS,
     MERCHANT_FEATURES,
+    ORACLE,
     TRANSACTIONS,
     Source,
     card_features_table,
     labels_table,
+    oracle_table,
     transactions_table,
 )
 
@@ -113,6 +115,7 @@ class FraudFeatureStore:
         self.card_features = ParquetTable(root, "card_features", CARD_FEATURES)
         self.labels = ParquetTable(root, "labels", LABELS)
         self.merchant_features = ParquetTable(root, "merchant_features", MERCHANT_FEATURES)
+        self.oracle = ParquetTable(root, "oracle", ORACLE)
         self.repo: FraudFeatureRepo = fraud_feature_repo(
             self.card_features.glob, self.merchant_features.glob
         )
@@ -121,7 +124,13 @@ class FraudFeatureStore:
     @property
     def tables(self) -> tuple[ParquetTable, ...]:
         """Every offline table."""
-        return (self.transactions, self.card_features, self.labels, self.merchant_features)
+        return (
+            self.transactions,
+            self.card_features,
+            self.labels,
+            self.merchant_features,
+            self.oracle,
+        )
 
     def apply(self) -> None:
         """Create the tables and register the Feast objects (idempotent)."""
@@ -160,6 +169,22 @@ class FraudFeatureStore:
             return None
         table = labels_table([lb for lb, _ in labels], [s for _, s in labels])
         return self.labels.write(table).stem
+
+    def write_oracle(
+        self, event_ids: Sequence[str], probabilities: Sequence[float], patterns: Sequence[str]
+    ) -> str | None:
+        """Append the simulator's true fraud probabilities (the backfill's side table)."""
+        if not event_ids:
+            return None
+        return self.oracle.write(oracle_table(event_ids, probabilities, patterns)).stem
+
+    def oracle_scores(self, event_ids: Sequence[str]) -> dict[str, float]:
+        """The oracle's probability of each of ``event_ids`` that has one."""
+        wanted = set(event_ids)
+        rows = self.oracle.query(
+            "SELECT event_id, any_value(fraud_probability) AS p FROM t GROUP BY event_id"
+        ).to_pylist()
+        return {r["event_id"]: r["p"] for r in rows if r["event_id"] in wanted}
 
     # -- recovery --------------------------------------------------------------------------
 

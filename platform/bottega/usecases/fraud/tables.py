@@ -4,7 +4,10 @@
   from; the entity source of training sets and what the ingest rebuilds its state from;
 - ``card_features``: the card view's history, one row per transaction (plus corrections);
 - ``labels``: the ground truth as it arrived, with its arrival time;
-- ``merchant_features``: daily merchant snapshots.
+- ``merchant_features``: daily merchant snapshots;
+- ``oracle``: the simulator's true fraud probability of each simulated transaction, written by
+  the backfill only. Training joins it, when present, to score the oracle on the same rows as the
+  model; nothing the model sees comes from it.
 """
 
 from __future__ import annotations
@@ -77,6 +80,14 @@ MERCHANT_FEATURES = pa.schema(
         ("created_timestamp", TS),
         ("merchant_txn_count_30d", pa.int64()),
         ("merchant_fraud_rate_30d", pa.float64()),
+    ]
+)
+
+ORACLE = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("fraud_probability", pa.float64()),
+        ("pattern", pa.string()),
     ]
 )
 
@@ -155,4 +166,18 @@ def labels_table(labels: Sequence[Label], sources: Sequence[Source]) -> pa.Table
             "source_offset": [s.offset for s in sources],
         },
         schema=LABELS,
+    )
+
+
+def oracle_table(
+    event_ids: Sequence[str], probabilities: Sequence[float], patterns: Sequence[str]
+) -> pa.Table:
+    """The oracle rows: each simulated transaction's true fraud probability and pattern."""
+    return pa.table(
+        {
+            "event_id": list(event_ids),
+            "fraud_probability": list(probabilities),
+            "pattern": list(patterns),
+        },
+        schema=ORACLE,
     )

@@ -1,0 +1,1 @@
+"""The promotion policy: ``python -m pipelines.promote``."""

@@ -1,0 +1,61 @@
+"""``python -m pipelines.promote [--version N] [--margin 0.005] [--log-loss-tolerance 0.02]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from bottega.errors import BottegaError
+from bottega.log import configure_logging
+from bottega.registry import MODEL_NAMES, MlflowRegistry, publish_model_event
+from bottega.settings import BottegaSettings, load_settings
+from bottega.usecases.fraud.store import FraudFeatureStore
+from pipelines.promote.job import promote
+from pipelines.promote.policy import PromotionPolicy
+
+log = logging.getLogger("pipelines.promote")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Decide on one version; print the decision as JSON; exit 1 on an error.
+
+    A refused challenger is a normal outcome (exit 0, ``"promoted": false``).
+    """
+    defaults = PromotionPolicy()
+    parser = argparse.ArgumentParser(prog="python -m pipelines.promote", description=__doc__)
+    parser.add_argument("--version", default=None, help="default: the challenger alias")
+    parser.add_argument("--margin", type=float, default=defaults.pr_auc_margin)
+    parser.add_argument("--log-loss-tolerance", type=float, default=defaults.log_loss_tolerance)
+    parser.add_argument("--min-lift", type=float, default=defaults.min_lift)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(BottegaSettings)
+        configure_logging(settings.log_level, settings.log_format)
+        import mlflow
+
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        policy = PromotionPolicy(
+            pr_auc_margin=args.margin,
+            log_loss_tolerance=args.log_loss_tolerance,
+            min_lift=args.min_lift,
+        )
+        report = promote(
+            MlflowRegistry(settings.mlflow_tracking_uri),
+            FraudFeatureStore(settings),
+            MODEL_NAMES["fraud"],
+            version=args.version,
+            policy=policy,
+            publish=lambda event: publish_model_event(settings.kafka, event),
+        )
+    except BottegaError as exc:
+        log.error("promotion failed", extra={"error": str(exc)})
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    sys.stdout.write(json.dumps(report.to_dict()) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""The promotion job: score the challenger and the champion on the challenger's newest holdout,
+decide with the policy, record the decision, move the alias, publish the event.
+
+The holdout is rebuilt from the feature store with the window and the label cut-off that
+training recorded on the challenger's version, so both models are judged on exactly the rows
+the challenger never saw.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from bottega.events import ModelEvent
+from bottega.registry import (
+    CHALLENGER,
+    CHAMPION,
+    DECISION_METRICS_PREFIX,
+    TAG_DECISION,
+    TAG_HOLDOUT_END,
+    TAG_HOLDOUT_START,
+    TAG_LABELS_AS_OF,
+    TAG_PREVIOUS_CHAMPION,
+    TAG_REASON,
+    ModelVersion,
+    Registry,
+    RegistryError,
+)
+from bottega.usecases.fraud.features.request import MODEL_FEATURES
+from bottega.usecases.fraud.metrics import evaluate
+from bottega.usecases.fraud.store import FraudFeatureStore
+from pipelines.promote.policy import Decision, PromotionPolicy, decide
+from pipelines.train.data import load_window
+
+log = logging.getLogger(__name__)
+
+Scorer = Callable[[ModelVersion, pd.DataFrame], np.ndarray]
+Publisher = Callable[[ModelEvent], bool]
+
+
+@dataclass(frozen=True)
+class PromotionReport:
+    """What the promotion job decided."""
+
+    model_name: str
+    version: str
+    promoted: bool
+    reason: str
+    champion_before: str | None
+    champion_after: str | None
+    published: bool
+    numbers: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """The report as plain values."""
+        return asdict(self)
+
+
+def mlflow_scorer(version: ModelVersion, frame: pd.DataFrame) -> np.ndarray:
+    """Scores of a registered version, loaded through MLflow as serving loads it."""
+    model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
+    return np.asarray(model.predict(frame[list(MODEL_FEATURES)]), dtype=np.float64).ravel()
+
+
+def holdout_of(fs: FraudFeatureStore, version: ModelVersion) -> pd.DataFrame:
+    """The challenger's holdout rows, rebuilt from what training recorded on the version."""
+    try:
+        start = datetime.fromisoformat(version.tags[TAG_HOLDOUT_START])
+        end = datetime.fromisoformat(version.tags[TAG_HOLDOUT_END])
+        as_of = datetime.fromisoformat(version.tags[TAG_LABELS_AS_OF])
+    except KeyError as exc:
+        raise RegistryError(
+            f"{version.name} v{version.version} has no {exc.args[0]} tag: "
+            "it was not registered by the training pipeline"
+        ) from None
+    return load_window(fs, start, end, as_of)
+
+
+def promote(
+    registry: Registry,
+    fs: FraudFeatureStore,
+    name: str,
+    *,
+    version: str | None = None,
+    policy: PromotionPolicy | None = None,
+    scorer: Scorer = mlflow_scorer,
+    publish: Publisher | None = None,
+) -> PromotionReport:
+    """Decide on ``version`` (default: the ``challenger`` alias, else the newest version)."""
+    policy = policy or PromotionPolicy()
+    challenger = _challenger(registry, name, version)
+    champion = registry.by_alias(name, CHAMPION)
+    if champion is not None and champion.version == challenger.version:
+        raise RegistryError(f"{name} v{challenger.version} is already the champion")
+
+    holdout = holdout_of(fs, challenger)
+    y = holdout["is_fraud"].astype(np.int64).to_numpy()
+    theirs = evaluate(y, scorer(challenger, holdout))
+    ours = evaluate(y, scorer(champion, holdout)) if champion is not None else None
+    decision = decide(theirs, ours, float(y.mean()), policy)
+    log.info(
+        "promotion decision",
+        extra={"version": challenger.version, "promote": decision.promote, "why": decision.reason},
+    )
+    _record(registry, name, challenger, champion, decision)
+
+    event = ModelEvent(
+        model_name=name,
+        version=challenger.version,
+        action="promoted" if decision.promote else "rejected",
+        alias=CHAMPION if decision.promote else None,
+        previous_version=champion.version if champion is not None else None,
+        metrics=decision.numbers,
+        reason=decision.reason,
+    )
+    published = publish(event) if publish is not None else False
+    after = challenger.version if decision.promote else (champion.version if champion else None)
+    return PromotionReport(
+        model_name=name,
+        version=challenger.version,
+        promoted=decision.promote,
+        reason=decision.reason,
+        champion_before=champion.version if champion else None,
+        champion_after=after,
+        published=published,
+        numbers=decision.numbers,
+    )
+
+
+def _challenger(registry: Registry, name: str, version: str | None) -> ModelVersion:
+    if version is not None:
+        return registry.get(name, version)
+    aliased = registry.by_alias(name, CHALLENGER)
+    if aliased is not None:
+        return aliased
+    versions = registry.versions(name)
+    if not versions:
+        raise RegistryError(f"{name} has no registered version", hint="bottega train")
+    return versions[0]
+
+
+def _record(
+    registry: Registry,
+    name: str,
+    challenger: ModelVersion,
+    champion: ModelVersion | None,
+    decision: Decision,
+) -> None:
+    """Tags first, then the alias: a crash in between leaves the champion where it was."""
+    tags = {
+        TAG_DECISION: "promoted" if decision.promote else "rejected",
+        TAG_REASON: decision.reason,
+        **{f"{DECISION_METRICS_PREFIX}{k}": f"{v:.6g}" for k, v in decision.numbers.items()},
+    }
+    if decision.promote and champion is not None:
+        tags[TAG_PREVIOUS_CHAMPION] = champion.version
+    registry.set_tags(name, challenger.version, tags)
+    if decision.promote:
+        registry.set_alias(name, CHAMPION, challenger.version)

@@ -1,0 +1,109 @@
+"""The training data: the window's point-in-time frame, the oracle on the same rows, a time split.
+
+The split is by event time: the oldest rows train, the next validate (early stopping,
+calibration), the newest are the holdout that every reported metric and the promotion decision
+use. A model never sees rows newer than the ones it is judged on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from bottega.errors import BottegaError
+from bottega.features import training_set
+from bottega.usecases.fraud.features.request import MODEL_FEATURES
+from bottega.usecases.fraud.store import FraudFeatureStore
+
+JUST_AFTER = timedelta(microseconds=1)
+
+
+class TrainingDataError(BottegaError):
+    """The window cannot be trained on."""
+
+    http_status = 400
+
+
+@dataclass(frozen=True)
+class Split:
+    """The three time-ordered parts of a training window."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    holdout: pd.DataFrame
+
+    @property
+    def holdout_start(self) -> datetime:
+        """Event time of the holdout's first row."""
+        first: datetime = pd.Timestamp(self.holdout["event_time"].iloc[0]).to_pydatetime()
+        return first
+
+
+def default_end(fs: FraudFeatureStore) -> datetime:
+    """Just after the newest transaction in the store."""
+    newest = fs.transactions.query("SELECT max(event_timestamp) AS m FROM t")["m"][0]
+    if not newest.is_valid:
+        raise TrainingDataError(
+            "the feature store holds no transactions",
+            hint="generate history first: bottega backfill",
+        )
+    value: datetime = newest.as_py()
+    return value + JUST_AFTER
+
+
+def load_window(
+    fs: FraudFeatureStore, start: datetime, end: datetime, labels_as_of: datetime | None
+) -> pd.DataFrame:
+    """The labelled rows of ``[start, end)`` with an ``oracle`` column (NaN where unknown)."""
+    frame = training_set(start, end, store=fs, labels_as_of=labels_as_of)
+    if frame.empty:
+        raise TrainingDataError(
+            f"the window {start.isoformat()} .. {end.isoformat()} holds no labelled transactions",
+            hint="backfill history (bottega backfill) or choose another --window",
+        )
+    counts = frame["is_fraud"].value_counts()
+    if len(counts) < 2:
+        only = "fraudulent" if bool(counts.index[0]) else "legitimate"
+        raise TrainingDataError(
+            f"the window {start.isoformat()} .. {end.isoformat()} holds {len(frame)} labelled "
+            f"transactions, all {only}: a classifier needs both classes",
+            hint="choose a longer --window",
+        )
+    oracle = fs.oracle_scores(frame["event_id"].tolist())
+    frame["oracle"] = frame["event_id"].map(oracle).astype(float)
+    return frame.sort_values(["event_time", "event_id"], kind="stable").reset_index(drop=True)
+
+
+def time_split(frame: pd.DataFrame, val_fraction: float, holdout_fraction: float) -> Split:
+    """Oldest to newest: train, validation, holdout. Each part must hold both classes."""
+    n = len(frame)
+    n_holdout = max(1, int(round(n * holdout_fraction)))
+    n_val = max(1, int(round(n * val_fraction)))
+    split = Split(
+        train=frame.iloc[: n - n_val - n_holdout].reset_index(drop=True),
+        val=frame.iloc[n - n_val - n_holdout : n - n_holdout].reset_index(drop=True),
+        holdout=frame.iloc[n - n_holdout :].reset_index(drop=True),
+    )
+    for name, part in (
+        ("train", split.train),
+        ("validation", split.val),
+        ("holdout", split.holdout),
+    ):
+        frauds = int(part["is_fraud"].sum())
+        if frauds == 0 or frauds == len(part):
+            raise TrainingDataError(
+                f"the {name} part ({len(part)} rows, {frauds} frauds) holds a single class",
+                hint="choose a longer --window",
+            )
+    return split
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 of the rows a model trains and is judged on: ids, features and labels, in order."""
+    columns = ["event_id", *MODEL_FEATURES, "is_fraud"]
+    hashes = pd.util.hash_pandas_object(frame[columns], index=False).to_numpy(np.uint64)
+    return hashlib.sha256(hashes.tobytes()).hexdigest()

@@ -1,0 +1,248 @@
+"""The fraud models and the scorer that MLflow stores: preprocessing bundled with the weights.
+
+Serving loads :class:`FraudScorer` through ``mlflow.pyfunc`` and calls ``predict`` on a frame of
+:data:`MODEL_FEATURES`; it needs this module and torch, never the training code. The scorer holds:
+
+- the :class:`Preprocessor` fitted on the training rows (log scaling, standardisation, category
+  vocabularies with an "unknown" slot);
+- one of three scorers: the rule baseline's lookup table, or a torch module (logistic regression
+  or an MLP with embeddings for the categoricals);
+- the calibration map applied to the module's logit, which undoes the prior shift that negative
+  downsampling or class weights cause (``logit + log(keep_rate)``), or a Platt fit on validation
+  after focal loss.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.pyfunc.model import PythonModel
+from numpy.typing import NDArray
+from torch import nn
+
+from bottega.usecases.fraud.features.request import (
+    CATEGORICAL_FEATURES,
+    MODEL_FEATURES,
+    NUMERIC_FEATURES,
+)
+
+ModelKind = Literal["rules", "logreg", "mlp"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("rules", "logreg", "mlp")
+
+# Heavy-tailed, non-negative features: scaled with log1p before standardisation.
+LOG_SCALED = frozenset(
+    {
+        "amount_to_mean_7d",
+        "txn_count_1h",
+        "amount_sum_1h",
+        "txn_count_24h",
+        "amount_sum_24h",
+        "txn_count_7d",
+        "amount_mean_7d",
+        "distinct_merchants_24h",
+        "merchant_txn_count_30d",
+    }
+)
+
+
+@dataclass
+class Preprocessor:
+    """Turns a frame of model features into a float matrix and category indices."""
+
+    means: dict[str, float] = field(default_factory=dict)
+    stds: dict[str, float] = field(default_factory=dict)
+    vocab: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame) -> Preprocessor:
+        """Statistics and vocabularies of the training rows. Index 0 is the unknown category."""
+        numeric = _scaled(frame)
+        vocab = {
+            name: {v: i + 1 for i, v in enumerate(sorted(frame[name].astype(str).unique()))}
+            for name in CATEGORICAL_FEATURES
+        }
+        return cls(
+            means={k: float(numeric[k].mean()) for k in NUMERIC_FEATURES},
+            stds={k: float(numeric[k].std(ddof=0)) or 1.0 for k in NUMERIC_FEATURES},
+            vocab=vocab,
+        )
+
+    def cardinalities(self) -> list[int]:
+        """Embedding table sizes, the unknown slot included."""
+        return [len(self.vocab[name]) + 1 for name in CATEGORICAL_FEATURES]
+
+    def transform(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+        """(numeric float32 matrix, categorical int64 indices)."""
+        missing = [name for name in MODEL_FEATURES if name not in frame.columns]
+        if missing:
+            raise ValueError(f"missing model features: {', '.join(missing)}")
+        numeric = _scaled(frame)
+        x = np.stack(
+            [
+                (numeric[k].to_numpy(np.float64) - self.means[k]) / self.stds[k]
+                for k in NUMERIC_FEATURES
+            ],
+            axis=1,
+        ).astype(np.float32)
+        cats = np.stack(
+            [
+                frame[name].astype(str).map(self.vocab[name]).fillna(0).to_numpy(np.int64)
+                for name in CATEGORICAL_FEATURES
+            ],
+            axis=1,
+        )
+        return torch.from_numpy(x), torch.from_numpy(cats)
+
+
+def _scaled(frame: pd.DataFrame) -> pd.DataFrame:
+    out = {}
+    for name in NUMERIC_FEATURES:
+        values = pd.to_numeric(frame[name], errors="coerce").fillna(0.0).astype(np.float64)
+        out[name] = np.log1p(values.clip(lower=0.0)) if name in LOG_SCALED else values
+    return pd.DataFrame(out)
+
+
+class LogisticModule(nn.Module):
+    """Logistic regression: one weight per numeric feature and per category (one-hot)."""
+
+    def __init__(self, n_numeric: int, cardinalities: Sequence[int]) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_numeric, 1)
+        self.onehot = nn.ModuleList(nn.Embedding(n, 1) for n in cardinalities)
+        for table in self.onehot:
+            assert isinstance(table, nn.Embedding)
+            nn.init.zeros_(table.weight)
+
+    def forward(self, x: torch.Tensor, cats: torch.Tensor) -> torch.Tensor:
+        """The logit of each row."""
+        logit: torch.Tensor = self.linear(x).squeeze(-1)
+        for i, table in enumerate(self.onehot):
+            logit = logit + table(cats[:, i]).squeeze(-1)
+        return logit
+
+
+class MLPModule(nn.Module):
+    """An MLP over the numeric features and an embedding of each categorical feature."""
+
+    def __init__(
+        self,
+        n_numeric: int,
+        cardinalities: Sequence[int],
+        hidden: Sequence[int] = (32,),
+        embedding_dim: int = 4,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.embeddings = nn.ModuleList(nn.Embedding(n, embedding_dim) for n in cardinalities)
+        layers: list[nn.Module] = []
+        width = n_numeric + embedding_dim * len(cardinalities)
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, cats: torch.Tensor) -> torch.Tensor:
+        """The logit of each row."""
+        embedded = [table(cats[:, i]) for i, table in enumerate(self.embeddings)]
+        out: torch.Tensor = self.body(torch.cat([x, *embedded], dim=1)).squeeze(-1)
+        return out
+
+
+def build_module(kind: ModelKind, pre: Preprocessor, hidden: Sequence[int] = (32,)) -> nn.Module:
+    """The torch module of ``kind`` (``logreg`` or ``mlp``) for ``pre``'s inputs."""
+    if kind == "logreg":
+        return LogisticModule(len(NUMERIC_FEATURES), pre.cardinalities())
+    if kind == "mlp":
+        return MLPModule(len(NUMERIC_FEATURES), pre.cardinalities(), hidden=hidden)
+    raise ValueError(f"no torch module for model kind {kind!r}")
+
+
+# The rule baseline: what a fraud analyst writes before any model exists. Each rule that fires
+# adds one; the score is the training fraud rate among rows that fired as many rules.
+RULES: Mapping[str, tuple[str, float]] = {
+    "amount_far_above_mean": ("amount_to_mean_7d", 3.0),
+    "burst_1h": ("txn_count_1h", 4.0),
+    "many_merchants_24h": ("distinct_merchants_24h", 6.0),
+    "foreign": ("country_mismatch", 0.5),
+    "new_device": ("device_changed", 0.5),
+    "risky_merchant": ("merchant_fraud_rate_30d", 0.02),
+}
+
+
+def rules_fired(frame: pd.DataFrame) -> NDArray[np.int64]:
+    """How many rules each row fires."""
+    fired = np.zeros(len(frame), dtype=np.int64)
+    for column, threshold in RULES.values():
+        values = pd.to_numeric(frame[column], errors="coerce").fillna(0.0).to_numpy()
+        fired += (values > threshold).astype(np.int64)
+    return fired
+
+
+def fit_rules(frame: pd.DataFrame, y: NDArray[np.int64]) -> list[float]:
+    """The smoothed training fraud rate for each number of rules fired (0..len(RULES))."""
+    fired = rules_fired(frame)
+    prior = float(y.mean())
+    table = []
+    for k in range(len(RULES) + 1):
+        mask = fired == k
+        # Ten pseudo-rows at the prior keep an almost empty bucket from scoring 0 or 1.
+        table.append(float((y[mask].sum() + 10 * prior) / (mask.sum() + 10)))
+    return table
+
+
+class FraudScorer(PythonModel):
+    """A complete fraud model: features in, calibrated fraud probabilities out."""
+
+    def __init__(
+        self,
+        kind: ModelKind,
+        pre: Preprocessor,
+        *,
+        module: nn.Module | None = None,
+        rule_rates: Sequence[float] = (),
+        calibration: tuple[float, float] = (1.0, 0.0),
+    ) -> None:
+        self.kind = kind
+        self.pre = pre
+        self.module = module.cpu().eval() if module is not None else None
+        self.rule_rates = list(rule_rates)
+        self.calibration = calibration
+
+    def logits(self, frame: pd.DataFrame) -> NDArray[np.float64]:
+        """The module's raw logits (before calibration)."""
+        if self.module is None:
+            raise ValueError("the rule baseline has no logits")
+        x, cats = self.pre.transform(frame)
+        with torch.no_grad():
+            logits: NDArray[np.float64] = self.module(x, cats).double().numpy()
+        return logits
+
+    def score(self, frame: pd.DataFrame) -> NDArray[np.float64]:
+        """Calibrated fraud probabilities, one per row."""
+        if len(frame) == 0:
+            return np.zeros(0)
+        if self.kind == "rules":
+            fired = np.minimum(rules_fired(frame), len(self.rule_rates) - 1)
+            return np.asarray(self.rule_rates, dtype=np.float64)[fired]
+        a, b = self.calibration
+        z = a * self.logits(frame) + b
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> NDArray[np.float64]:
+        """MLflow's entry point: ``score`` on a frame of MODEL_FEATURES."""
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        return self.score(frame)
+
+
+def prior_shift(keep_rate: float) -> tuple[float, float]:
+    """The calibration map that undoes training on negatives kept at ``keep_rate``."""
+    return (1.0, math.log(keep_rate))

@@ -1,0 +1,43 @@
+"""The training job's split and fingerprint."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bottega.usecases.fraud.features.request import MODEL_FEATURES
+from pipelines.train.data import TrainingDataError, fingerprint, time_split
+
+
+def rows(labels: list[bool]) -> pd.DataFrame:
+    n = len(labels)
+    data: dict[str, object] = {name: [float(i) for i in range(n)] for name in MODEL_FEATURES}
+    data.update(
+        event_id=[f"e{i}" for i in range(n)],
+        event_time=pd.date_range("2025-03-01", periods=n, freq="min", tz="UTC"),
+        is_fraud=labels,
+    )
+    return pd.DataFrame(data)
+
+
+def test_the_holdout_is_the_newest_part() -> None:
+    frame = rows([i % 5 == 0 for i in range(100)])
+    split = time_split(frame, 0.15, 0.15)
+    assert (len(split.train), len(split.val), len(split.holdout)) == (70, 15, 15)
+    assert split.train["event_time"].max() < split.val["event_time"].min()
+    assert split.val["event_time"].max() < split.holdout["event_time"].min()
+
+
+def test_a_part_with_one_class_is_a_clear_error() -> None:
+    labels = [False] * 100
+    labels[3] = labels[80] = True  # nothing in the holdout
+    with pytest.raises(TrainingDataError, match="holdout part .* single class"):
+        time_split(rows(labels), 0.15, 0.15)
+
+
+def test_the_fingerprint_changes_with_any_label() -> None:
+    frame = rows([i % 5 == 0 for i in range(50)])
+    flipped = frame.copy()
+    flipped.loc[7, "is_fraud"] = not flipped.loc[7, "is_fraud"]
+    assert fingerprint(frame) == fingerprint(frame.copy())
+    assert fingerprint(frame) != fingerprint(flipped)

@@ -1,0 +1,78 @@
+"""The bundled scorer: preprocessing, the rule baseline and the calibration correction."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bottega.usecases.fraud.features.request import (
+    CATEGORICAL_FEATURES,
+    MODEL_FEATURES,
+    NUMERIC_FEATURES,
+)
+from bottega.usecases.fraud.model import (
+    FraudScorer,
+    Preprocessor,
+    build_module,
+    fit_rules,
+    prior_shift,
+)
+
+
+def frame(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    data: dict[str, object] = {name: rng.uniform(0, 5, n) for name in NUMERIC_FEATURES}
+    data["merchant_category"] = rng.choice(["grocery", "travel"], n)
+    data["country"] = rng.choice(["IT", "FR", "DE"], n)
+    return pd.DataFrame(data)
+
+
+def test_unknown_categories_map_to_the_reserved_slot() -> None:
+    pre = Preprocessor.fit(frame(100))
+    unseen = frame(3).assign(country="ZZ")
+    x, cats = pre.transform(unseen)
+    assert x.shape == (3, len(NUMERIC_FEATURES))
+    assert cats[:, CATEGORICAL_FEATURES.index("country")].tolist() == [0, 0, 0]
+
+
+def test_missing_features_are_named() -> None:
+    pre = Preprocessor.fit(frame(10))
+    with pytest.raises(ValueError, match="log_amount"):
+        pre.transform(frame(3).drop(columns=["log_amount"]))
+
+
+def test_the_prior_shift_undoes_negative_downsampling() -> None:
+    # A module that outputs the log-odds learnt on negatives kept at 10%: true odds x 10.
+    pre = Preprocessor.fit(frame(50))
+    module = build_module("logreg", pre)
+    for p in module.parameters():
+        torch.nn.init.zeros_(p)
+    true_p = 0.01
+    with torch.no_grad():
+        module.linear.bias.fill_(math.log(true_p / (1 - true_p) / 0.1))
+    scorer = FraudScorer("logreg", pre, module=module, calibration=prior_shift(0.1))
+    np.testing.assert_allclose(scorer.score(frame(5)), true_p, rtol=1e-6)
+
+
+def test_rules_score_the_training_rate_of_rows_firing_as_many_rules() -> None:
+    rows = frame(2000)
+    y = (rows["country_mismatch"] > 4).astype(np.int64).to_numpy()
+    scorer = FraudScorer("rules", Preprocessor.fit(rows), rule_rates=fit_rules(rows, y))
+    scores = scorer.score(rows)
+    assert scores.min() >= 0 and scores.max() <= 1
+    assert scores[y == 1].mean() > scores[y == 0].mean()
+
+
+def test_predict_is_score_and_ignores_extra_columns() -> None:
+    rows = frame(20)
+    pre = Preprocessor.fit(rows)
+    torch.manual_seed(0)
+    scorer = FraudScorer("mlp", pre, module=build_module("mlp", pre))
+    extra = rows.assign(card_id="c1")
+    np.testing.assert_array_equal(
+        scorer.predict(None, extra), scorer.score(rows[list(MODEL_FEATURES)])
+    )
