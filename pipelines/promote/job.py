@@ -163,3 +163,6 @@ def _record(
     registry.set_tags(name, challenger.version, tags)
     if decision.promote:
         registry.set_alias(name, CHAMPION, challenger.version)
+        # The new champion is no longer a challenger: the model server stops shadowing it.
+        if challenger.aliases and CHALLENGER in challenger.aliases:
+            registry.delete_alias(name, CHALLENGER)

@@ -21,7 +21,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: ModelKind = "mlp"
-    window: timedelta = Field(default=timedelta(days=7), description="Length of the window.")
+    window: timedelta = Field(default=timedelta(days=14), description="Length of the window.")
     end: datetime | None = Field(
         default=None, description="End of the window (default: just after the newest transaction)."
     )

@@ -61,23 +61,21 @@ class Registry(Protocol):
 
     def versions(self, name: str) -> list[ModelVersion]:
         """Every version of ``name``, newest first."""
-        ...
 
     def get(self, name: str, version: str) -> ModelVersion:
         """One version; RegistryError when it does not exist."""
-        ...
 
     def by_alias(self, name: str, alias: str) -> ModelVersion | None:
         """The version that holds ``alias``, or None."""
-        ...
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         """Point ``alias`` at ``version``."""
-        ...
 
     def set_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
         """Write tags on a version."""
-        ...
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` (no error when nothing holds it)."""
 
 
 class MlflowRegistry:
@@ -149,6 +147,11 @@ class MlflowRegistry:
         for key, value in tags.items():
             self.client.set_model_version_tag(name, version, key, value)
 
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` (no error when nothing holds it)."""
+        if self.by_alias(name, alias) is not None:
+            self.client.delete_registered_model_alias(name, alias)
+
 
 def rollback(registry: Registry, name: str) -> tuple[ModelVersion, ModelVersion]:
     """Point ``champion`` back at the version it replaced; return (demoted, restored).
@@ -179,10 +182,22 @@ def publish_model_event(kafka: KafkaSettings, event: ModelEvent, timeout_s: floa
     The registry's alias is the source of truth: a decision stands when Kafka is down, and a
     model server that missed the event finds the alias when it next reads it.
     """
+    bound_ms = int(timeout_s * 1000)
+    producer: Producer | None = None
     try:
-        with Producer(kafka, client_id="bottega-registry") as producer:
-            producer.publish(event).get(timeout=timeout_s)
+        producer = Producer(
+            kafka,
+            client_id="bottega-registry",
+            bootstrap_timeout_ms=bound_ms,
+            max_block_ms=bound_ms,
+            request_timeout_ms=bound_ms,
+        )
+        producer.publish(event).get(timeout=timeout_s)
     except Exception as exc:  # noqa: BLE001  (kafka-python raises many unrelated types)
         log.warning("could not publish the model event", extra={"error": repr(exc)})
         return False
+    finally:
+        if producer is not None:
+            # Bounded: a message the broker never took must not hold the caller for longer.
+            producer.close(timeout=timeout_s)
     return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from bottega.registry import (
     CHAMPION,
     MODEL_NAMES,
     TAG_DECISION,
+    TAG_PREVIOUS_CHAMPION,
     TAG_REASON,
     MlflowRegistry,
 )
@@ -179,3 +181,61 @@ def test_a_single_class_window_fails_with_a_clear_error(lifecycle: Lifecycle) ->
     config = TrainConfig(window=timedelta(minutes=10), end=start + timedelta(minutes=10))
     with pytest.raises(TrainingDataError, match="all legitimate: a classifier needs both"):
         train(lifecycle.settings, config)
+
+
+def bottega(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return run(env, "-c", "from bottega.cli import main; main()", *args)
+
+
+def test_train_and_promote_commands_decide_while_kafka_is_down(lifecycle: Lifecycle) -> None:
+    champion = lifecycle.registry.by_alias(NAME, CHAMPION)
+    assert champion is not None
+    trained = bottega(lifecycle.env, "train", "--model", "rules", "--window", "2d")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    version = str(last_json(trained.stdout)["version"])
+    # Nothing listens on this port: the model event cannot be published.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    no_kafka = {**lifecycle.env, "BOTTEGA_KAFKA__PORT": str(dead_port)}
+    decided = bottega(no_kafka, "promote", "--version", version)
+    assert decided.returncode == 0, decided.stderr[-3000:]
+    report = last_json(decided.stdout)
+    assert report["published"] is False
+    assert "could not publish the model event" in decided.stderr
+    # The decision stands in the registry, which is the source of truth.
+    judged = lifecycle.registry.get(NAME, version)
+    expected = "promoted" if report["promoted"] else "rejected"
+    assert judged.tags[TAG_DECISION] == expected
+    assert judged.tags[TAG_REASON] == report["reason"]
+
+
+def test_rollback_command_restores_the_previous_champion(lifecycle: Lifecycle) -> None:
+    first = lifecycle.registry.by_alias(NAME, CHAMPION)
+    assert first is not None
+    newer = next(
+        v for v in lifecycle.registry.versions(NAME) if int(v.version) > int(first.version)
+    )
+    # What a promotion of ``newer`` records, done directly so the test does not depend on a
+    # retrained model beating the champion.
+    lifecycle.registry.set_tags(NAME, newer.version, {TAG_PREVIOUS_CHAMPION: first.version})
+    lifecycle.registry.set_alias(NAME, CHAMPION, newer.version)
+
+    done = bottega(lifecycle.env, "rollback")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"from v{newer.version} to v{first.version}" in done.stdout
+    restored = lifecycle.registry.by_alias(NAME, CHAMPION)
+    assert restored is not None and restored.version == first.version
+    assert lifecycle.registry.get(NAME, newer.version).tags[TAG_DECISION] == "rolled_back"
+
+    again = bottega(lifecycle.env, "rollback")
+    assert again.returncode != 0
+    assert "nothing to roll back" in again.stderr + again.stdout
+    assert "Traceback" not in again.stderr
+
+
+def test_promoting_a_version_that_does_not_exist_fails_clearly(lifecycle: Lifecycle) -> None:
+    done = bottega(lifecycle.env, "promote", "--version", "999")
+    assert done.returncode != 0
+    assert "has no version 999" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr

@@ -84,6 +84,9 @@ class FakeRegistry:
         v = self._versions[version]
         self._versions[version] = replace(v, tags={**v.tags, **tags})
 
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.aliases.pop(alias, None)
+
 
 HOLDOUT_TAGS = {
     TAG_HOLDOUT_START: "2025-03-10T00:00:00+00:00",
@@ -163,6 +166,8 @@ def test_challenger_alias_is_the_default_and_the_champion_cannot_challenge_itsel
     registry.set_alias(NAME, CHALLENGER, "1")
     report, _ = run_promote(registry, None)  # type: ignore[arg-type]
     assert report.version == "1" and report.promoted
+    # Promoted, it is no longer a challenger: the model server stops shadowing it.
+    assert CHALLENGER not in registry.aliases
     with pytest.raises(RegistryError, match="already the champion"):
         run_promote(registry, "1")
 
