@@ -123,11 +123,12 @@ def kafka_service(settings: StackSettings) -> ServiceSpec:
             )
         )
         if not (data_dir / "meta.properties").exists():
-            # First start: format the storage with a fresh cluster id.
+            # First start: format the storage with a fresh cluster id. One id in 64 starts with
+            # "-", which the tool's parser would read as an option: pass it as --cluster-id=ID.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             spawn_and_wait(
                 java_command(
-                    KAFKA_STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config_path)
+                    KAFKA_STORAGE_TOOL, "format", f"--cluster-id={cluster_id}", "-c", str(config_path)
                 ),
                 log_path=settings.home / "logs" / "kafka-format.log",
                 cwd=settings.project_root,
