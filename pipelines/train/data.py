@@ -45,14 +45,13 @@ class Split:
 
 def default_end(fs: FraudFeatureStore) -> datetime:
     """Just after the newest transaction in the store."""
-    newest = fs.transactions.query("SELECT max(event_timestamp) AS m FROM t")["m"][0]
-    if not newest.is_valid:
+    newest = fs.newest_transaction_time()
+    if newest is None:
         raise TrainingDataError(
             "the feature store holds no transactions",
             hint="generate history first: bottega backfill",
         )
-    value: datetime = newest.as_py()
-    return value + JUST_AFTER
+    return newest + JUST_AFTER
 
 
 def load_window(

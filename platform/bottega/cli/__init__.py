@@ -4,10 +4,11 @@ from bottega.cli import stack  # isort: skip  (registers the stack's commands fi
 from bottega.cli import (
     data,  # registers the data commands
     models,  # registers the model lifecycle commands
+    replay,  # registers bottega replay
 )
 from bottega.cli.common import app
 
-__all__ = ["app", "data", "main", "models", "stack"]
+__all__ = ["app", "data", "main", "models", "replay", "stack"]
 
 
 def main() -> None:

@@ -128,7 +128,11 @@ def kafka_service(settings: StackSettings) -> ServiceSpec:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             spawn_and_wait(
                 java_command(
-                    KAFKA_STORAGE_TOOL, "format", f"--cluster-id={cluster_id}", "-c", str(config_path)
+                    KAFKA_STORAGE_TOOL,
+                    "format",
+                    f"--cluster-id={cluster_id}",
+                    "-c",
+                    str(config_path),
                 ),
                 log_path=settings.home / "logs" / "kafka-format.log",
                 cwd=settings.project_root,

@@ -198,6 +198,26 @@ class FraudFeatureStore:
             log.warning("removing a card file whose batch never committed", extra={"stem": stem})
             self.card_features.remove(stem)
 
+        aggregator, replayed = self.rebuild_cards()
+
+        label_ids = set(
+            self.labels.query("SELECT DISTINCT event_id FROM t")["event_id"].to_pylist()
+        )
+        latest = self.latest_card_rows()
+        if latest.num_rows:
+            self._push(latest)
+        log.info(
+            "recovered",
+            extra={"replayed": replayed, "orphans": len(orphans), "cards": latest.num_rows},
+        )
+        return Recovery(aggregator, label_ids, replayed, len(orphans), latest.num_rows)
+
+    def rebuild_cards(self) -> tuple[CardAggregator, int]:
+        """Every card's state, rebuilt from the raw log; and how many rows it replayed.
+
+        Read-only: the ingest's recovery uses it after cleaning up, and the replay tool uses it
+        so that simulated cards carry on from the history the platform has already seen.
+        """
         aggregator = CardAggregator()
         # Each card's own recent history: the span is measured back from that card's newest
         # event, not the log's, since cards' event times need not move together.
@@ -212,18 +232,15 @@ class FraudFeatureStore:
             aggregator.apply(transaction_from_row(record))
             replayed += 1
         self._seed_devices(aggregator)
+        return aggregator, replayed
 
-        label_ids = set(
-            self.labels.query("SELECT DISTINCT event_id FROM t")["event_id"].to_pylist()
-        )
-        latest = self.latest_card_rows()
-        if latest.num_rows:
-            self._push(latest)
-        log.info(
-            "recovered",
-            extra={"replayed": replayed, "orphans": len(orphans), "cards": latest.num_rows},
-        )
-        return Recovery(aggregator, label_ids, replayed, len(orphans), latest.num_rows)
+    def newest_transaction_time(self) -> datetime | None:
+        """Event time of the newest stored transaction, or None when there is none."""
+        newest = self.transactions.query("SELECT max(event_timestamp) AS m FROM t")["m"][0]
+        if not newest.is_valid:
+            return None
+        value: datetime = newest.as_py()
+        return value
 
     def _seed_devices(self, aggregator: CardAggregator) -> None:
         # A card quiet for longer than the replayed span keeps its last device, so the next

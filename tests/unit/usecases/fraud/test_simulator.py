@@ -6,6 +6,7 @@ baseline and one of each drift scenario.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import statistics
@@ -408,3 +409,24 @@ def test_runs_over_different_spans_never_share_an_event_id() -> None:
         for e in Simulator(scenario, start=first, until=first + timedelta(hours=2)).events()
     }
     assert again == ids_a
+
+
+def test_a_run_can_start_from_cards_that_already_have_a_past() -> None:
+    baseline = scenario("baseline")
+    history = list(Simulator(baseline, until=baseline.start + timedelta(hours=6)).events())
+    past = CardAggregator()
+    for e in history:
+        past.apply(e.transaction)
+    later = baseline.start + timedelta(days=1)
+    run = Simulator(
+        baseline, start=later, until=later + timedelta(hours=1), cards=lambda: copy.deepcopy(past)
+    )
+    events = list(run.events())
+    first = next(e for e in events if past.current(e.transaction.card_id) is not None)
+    card = past.current(first.transaction.card_id)
+    assert card is not None
+    x = request_features(first.transaction, card.features(), None)
+    assert x["txn_count_7d"] >= 1
+    assert first.fraud_probability == run.concept(first.phase).probability(x, first.transaction)
+    # Each run starts from the same past: the aggregator handed in is copied, not consumed.
+    assert [e.fraud_probability for e in run.events()] == [e.fraud_probability for e in events]

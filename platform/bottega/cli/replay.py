@@ -1,0 +1,131 @@
+"""``bottega replay``: play a scenario against the running stack."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from bottega.cli.common import app, console, err_console, run_cli, setup_logging
+from bottega.errors import ConfigError
+from bottega.settings import BottegaSettings, load_settings
+
+
+@app.command()
+def replay(
+    scenario: Annotated[Path, typer.Option("--scenario", "-s", help="A scenario file.")] = Path(
+        "scenarios/baseline.yaml"
+    ),
+    speed: Annotated[
+        float, typer.Option(help="Simulated seconds per wall second (600: 10 minutes a second).")
+    ] = 600.0,
+    rate: Annotated[
+        float | None, typer.Option(help="At most this many transactions per wall second.")
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option(help="Play only this much simulated time, e.g. 12h.")
+    ] = None,
+    start: Annotated[
+        datetime | None,
+        typer.Option(help="Simulated start (default: continue after the store's history)."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 8,
+    predict: Annotated[
+        bool, typer.Option(help="Score each transaction with the model server.")
+    ] = True,
+    flush_labels: Annotated[
+        bool, typer.Option(help="At the end, also publish the labels not yet due.")
+    ] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the replay's JSON report to this file.")
+    ] = None,
+) -> None:
+    """Play a scenario against the running stack: each transaction is scored by the model
+    server and published to Kafka, and each label follows after its delay. Ctrl-C stops it
+    cleanly."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        err_console.print(
+            "[yellow]stopping: finishing the requests in flight (Ctrl-C again to abort)[/]"
+        )
+        stop.set()
+
+    def action() -> dict[str, object]:
+        import httpx
+
+        from bottega.bus import Producer
+        from bottega.replay.display import AlertWatch, Progress
+        from bottega.replay.player import Player, ReplayOptions, ReplayStats
+        from bottega.replay.session import plan
+        from bottega.usecases.fraud.scenario import parse_duration
+
+        settings = load_settings(BottegaSettings)
+        setup_logging(settings)
+        try:
+            options = ReplayOptions(
+                speed=speed,
+                rate=rate,
+                concurrency=concurrency,
+                predict=predict,
+                flush_labels=flush_labels,
+            )
+            span = parse_duration(duration) if duration else None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if start is not None and start.tzinfo is None:
+            raise ConfigError("--start needs a timezone, e.g. 2025-03-02T18:00:00+00:00")
+        planned = plan(settings, scenario, start=start, duration=span)
+        console.print(
+            f"replaying [bold]{planned.scenario.name}[/] from {planned.start:%Y-%m-%d %H:%M} "
+            f"to {planned.end:%Y-%m-%d %H:%M} UTC (simulated), "
+            f"{planned.cards_with_history} cards with history"
+        )
+        stats = ReplayStats(planned.scenario.name, planned.start, planned.end)
+        client = (
+            httpx.Client(
+                base_url=settings.serving.url,
+                limits=httpx.Limits(max_connections=concurrency),
+            )
+            if predict
+            else None
+        )
+        previous = [signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)]
+        try:
+            with Producer(settings.kafka, client_id="bottega-replay") as producer:
+                player = Player(
+                    planned.simulator.events(),
+                    stats,
+                    options,
+                    publisher=producer,
+                    client=client,
+                )
+                with Progress(stats, console, AlertWatch(settings.prometheus.url)):
+                    player.run(stop)
+        finally:
+            for s, handler in zip((signal.SIGINT, signal.SIGTERM), previous, strict=True):
+                signal.signal(s, handler)
+            if client is not None:
+                client.close()
+        data = stats.to_dict()
+        if report is not None:
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(json.dumps(data, indent=2))
+        console.print(
+            f"{stats.transactions} transactions, {stats.predicted} scored, "
+            f"{stats.predict_errors} failed, {stats.labels_sent} labels sent "
+            f"({stats.labels_pending} not yet due)"
+        )
+        return data
+
+    data = run_cli(action)
+    if data.get("interrupted"):
+        raise typer.Exit(130)

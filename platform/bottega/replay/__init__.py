@@ -1,0 +1,1 @@
+"""Replay: a scenario played against the running stack (``bottega replay``)."""

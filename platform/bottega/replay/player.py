@@ -1,0 +1,290 @@
+"""The replay player: a scenario's events played against the running stack, as a payment system
+would send them.
+
+For each simulated transaction, in simulated-time order, the player:
+
+1. waits until the transaction is due on the wall clock (``speed`` simulated seconds per wall
+   second, and never more than ``rate`` transactions per wall second);
+2. asks the model server for a score (``POST /predict``, a flat JSON transaction);
+3. then publishes the transaction on ``transactions``, so that the ingest folds it into the
+   card's features only after it was scored, as in production;
+4. publishes each label on ``labels`` once the simulated clock passes its label time.
+
+Requests run on a small pool of threads, so a slow answer does not stall the clock; when every
+thread is busy the player falls behind, and the progress display shows it. A failed request is
+counted, and the transaction is published all the same: the payment happened.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+
+from bottega.events import Label, Transaction
+from bottega.usecases.fraud.simulator import SimulatedEvent
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    """What the player needs from the bus (``bottega.bus.Producer``)."""
+
+    def publish(self, event: Any, *, topic: str | None = None) -> Any:
+        """Send an event, asynchronously."""
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every sent event is acknowledged."""
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """How fast to play, and how hard to push."""
+
+    speed: float | None = 600.0  # simulated seconds per wall second; None: as fast as allowed
+    rate: float | None = None  # at most this many transactions per wall second
+    concurrency: int = 8  # requests in flight at once
+    predict: bool = True  # False: publish only (no model server)
+    flush_labels: bool = False  # at the end, publish the labels not yet due
+    timeout_s: float = 10.0  # per request
+
+    def __post_init__(self) -> None:
+        if self.speed is not None and self.speed <= 0:
+            raise ValueError(f"speed must be positive, got {self.speed}")
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError(f"rate must be positive, got {self.rate}")
+        if self.speed is None and self.rate is None:
+            raise ValueError("give a speed, a rate, or both")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+
+
+@dataclass(frozen=True)
+class PhaseMark:
+    """When a phase began, in simulated and in wall time."""
+
+    name: str
+    simulated: datetime
+    wall: float  # time.time()
+
+
+@dataclass
+class ReplayStats:
+    """What the replay has done so far; read by the progress display, returned at the end."""
+
+    scenario: str
+    sim_start: datetime
+    sim_end: datetime
+    wall_started: float = field(default_factory=time.time)
+    sim_now: datetime | None = None
+    phase: str = ""
+    phases: list[PhaseMark] = field(default_factory=list)
+    transactions: int = 0
+    frauds: int = 0
+    predicted: int = 0
+    predict_errors: int = 0
+    labels_sent: int = 0
+    labels_pending: int = 0
+    labels_never: int = 0
+    last_score: float | None = None
+    last_decision: str = ""
+    last_version: str = ""
+    versions_seen: dict[str, int] = field(default_factory=dict)
+    behind_s: float = 0.0  # how far the player trails its schedule
+    interrupted: bool = False
+    finished: bool = False
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    _recent: deque[float] = field(default_factory=lambda: deque(maxlen=4000))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def rate(self, over_s: float = 5.0) -> float:
+        """Transactions per wall second over the last ``over_s`` seconds."""
+        now = time.time()
+        with self._lock:
+            recent = [t for t in self._recent if now - t <= over_s]
+        return len(recent) / over_s
+
+    def percentile_ms(self, q: float) -> float | None:
+        """A percentile of the recent request latencies, in milliseconds."""
+        with self._lock:
+            values = sorted(self.latencies_ms)
+        if not values:
+            return None
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+    def to_dict(self) -> dict[str, object]:
+        """The final report as plain values."""
+        return {
+            "scenario": self.scenario,
+            "sim_start": self.sim_start.isoformat(),
+            "sim_end": (self.sim_now or self.sim_start).isoformat(),
+            "wall_seconds": round(time.time() - self.wall_started, 2),
+            "phases": [
+                {"name": p.name, "simulated": p.simulated.isoformat(), "wall": round(p.wall, 3)}
+                for p in self.phases
+            ],
+            "transactions": self.transactions,
+            "frauds": self.frauds,
+            "predicted": self.predicted,
+            "predict_errors": self.predict_errors,
+            "labels_sent": self.labels_sent,
+            "labels_pending": self.labels_pending,
+            "labels_never": self.labels_never,
+            "versions_seen": dict(self.versions_seen),
+            "p50_ms": self.percentile_ms(0.5),
+            "p99_ms": self.percentile_ms(0.99),
+            "interrupted": self.interrupted,
+        }
+
+
+def request_body(txn: Transaction) -> dict[str, Any]:
+    """The flat JSON body of ``POST /predict`` for ``txn``."""
+    return txn.model_dump(mode="json")
+
+
+class Player:
+    """Plays ``events`` against a model server and the bus; see the module's docstring."""
+
+    def __init__(
+        self,
+        events: Iterable[SimulatedEvent],
+        stats: ReplayStats,
+        options: ReplayOptions,
+        *,
+        publisher: Publisher,
+        client: httpx.Client | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if options.predict and client is None:
+            raise ValueError("predicting needs an HTTP client for the model server")
+        self.events = events
+        self.stats = stats
+        self.options = options
+        self.publisher = publisher
+        self.client = client
+        self.clock = clock
+        self._labels: list[tuple[float, int, Label]] = []
+        self._order = itertools.count()
+        self._slots = threading.BoundedSemaphore(options.concurrency)
+
+    def run(self, stop: threading.Event) -> ReplayStats:
+        """Play until the events end or ``stop`` is set; wait for requests in flight."""
+        stats = self.stats
+        wall_zero = self.clock()
+        sim_zero = stats.sim_start.timestamp()
+        previous_due = wall_zero
+        with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="replay") as pool:
+            for event in self.events:
+                if stop.is_set():
+                    stats.interrupted = True
+                    break
+                txn = event.transaction
+                t = txn.event_time.timestamp()
+                due = self._due(t - sim_zero, wall_zero, previous_due)
+                previous_due = due
+                if not self._wait_until(due, stop):
+                    stats.interrupted = True
+                    break
+                stats.behind_s = max(0.0, self.clock() - due)
+                self._publish_due_labels(t)
+                self._mark_phase(event)
+                stats.sim_now = txn.event_time
+                stats.transactions += 1
+                stats.frauds += int(event.is_fraud)
+                self._schedule_label(event)
+                if self.options.predict:
+                    self._slots.acquire()
+                    future: Future[None] = pool.submit(self._score_then_publish, txn)
+                    future.add_done_callback(lambda _: self._slots.release())
+                else:
+                    self.publisher.publish(txn)
+                    stats._recent.append(time.time())
+        if self.options.flush_labels and not stats.interrupted:
+            self._publish_due_labels(float("inf"))
+        stats.labels_pending = len(self._labels)
+        self.publisher.flush(timeout=30.0)
+        stats.finished = True
+        return stats
+
+    def _due(self, sim_offset_s: float, wall_zero: float, previous_due: float) -> float:
+        due = wall_zero
+        if self.options.speed is not None:
+            due = wall_zero + sim_offset_s / self.options.speed
+        if self.options.rate is not None:
+            due = max(due, previous_due + 1.0 / self.options.rate)
+        return due
+
+    def _wait_until(self, due: float, stop: threading.Event) -> bool:
+        while True:
+            left = due - self.clock()
+            if left <= 0:
+                return True
+            if stop.wait(min(left, 0.25)):
+                return False
+
+    def _mark_phase(self, event: SimulatedEvent) -> None:
+        if event.phase != self.stats.phase:
+            self.stats.phase = event.phase
+            mark = PhaseMark(event.phase, event.transaction.event_time, time.time())
+            self.stats.phases.append(mark)
+            log.info("phase", extra={"phase": event.phase, "simulated": mark.simulated.isoformat()})
+
+    def _schedule_label(self, event: SimulatedEvent) -> None:
+        label = event.label()
+        if label is None:
+            self.stats.labels_never += 1
+            return
+        heapq.heappush(self._labels, (label.event_time.timestamp(), next(self._order), label))
+
+    def _publish_due_labels(self, sim_now: float) -> None:
+        while self._labels and self._labels[0][0] <= sim_now:
+            _, _, label = heapq.heappop(self._labels)
+            self.publisher.publish(label)
+            self.stats.labels_sent += 1
+
+    def _score_then_publish(self, txn: Transaction) -> None:
+        assert self.client is not None
+        stats = self.stats
+        started = time.perf_counter()
+        try:
+            response = self.client.post(
+                "/predict", json=request_body(txn), timeout=self.options.timeout_s
+            )
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            if response.status_code == 200:
+                answer = response.json()
+                with stats._lock:
+                    stats.predicted += 1
+                    stats.latencies_ms.append(elapsed_ms)
+                    stats.last_score = float(answer["score"])
+                    stats.last_decision = str(answer["decision"])
+                    version = str(answer["model_version"])
+                    stats.last_version = version
+                    stats.versions_seen[version] = stats.versions_seen.get(version, 0) + 1
+            else:
+                self._failed(f"HTTP {response.status_code}: {response.text[:200]}")
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            self._failed(repr(exc))
+        finally:
+            # The payment happened whatever the model said: the ingest must see it.
+            self.publisher.publish(txn)
+            with stats._lock:
+                stats._recent.append(time.time())
+
+    def _failed(self, why: str) -> None:
+        with self.stats._lock:
+            self.stats.predict_errors += 1
+            errors = self.stats.predict_errors
+        # The first failures are worth reading; after that, the counter says enough.
+        if errors <= 5 or errors % 1000 == 0:
+            log.warning("predict failed", extra={"errors": errors, "why": why})
