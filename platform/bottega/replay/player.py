@@ -20,18 +20,20 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
 
 from bottega.events import Label, Transaction
+from bottega.usecases.fraud.oracle import pr_auc
 from bottega.usecases.fraud.simulator import SimulatedEvent
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class ReplayOptions:
     predict: bool = True  # False: publish only (no model server)
     flush_labels: bool = False  # at the end, publish the labels not yet due
     timeout_s: float = 10.0  # per request
+    oracle_window: timedelta = timedelta(hours=2)  # simulated; epoch-aligned
 
     def __post_init__(self) -> None:
         if self.speed is not None and self.speed <= 0:
@@ -76,6 +79,29 @@ class PhaseMark:
     name: str
     simulated: datetime
     wall: float  # time.time()
+
+
+@dataclass(frozen=True)
+class OracleWindow:
+    """The oracle's PR-AUC over one simulated window of the replay: the ceiling for any model."""
+
+    start: datetime
+    end: datetime
+    wall_end: float  # time.time() when the replay left the window
+    transactions: int
+    frauds: int
+    pr_auc: float | None  # None without a fraud
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain values."""
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "wall_end": round(self.wall_end, 3),
+            "transactions": self.transactions,
+            "frauds": self.frauds,
+            "pr_auc": self.pr_auc,
+        }
 
 
 @dataclass
@@ -103,6 +129,7 @@ class ReplayStats:
     behind_s: float = 0.0  # how far the player trails its schedule
     interrupted: bool = False
     finished: bool = False
+    oracle: list[OracleWindow] = field(default_factory=list)
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
     _recent: deque[float] = field(default_factory=lambda: deque(maxlen=4000))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -141,6 +168,7 @@ class ReplayStats:
             "labels_pending": self.labels_pending,
             "labels_never": self.labels_never,
             "versions_seen": dict(self.versions_seen),
+            "oracle": [w.to_dict() for w in self.oracle],
             "p50_ms": self.percentile_ms(0.5),
             "p99_ms": self.percentile_ms(0.99),
             "interrupted": self.interrupted,
@@ -176,6 +204,9 @@ class Player:
         self._labels: list[tuple[float, int, Label]] = []
         self._order = itertools.count()
         self._slots = threading.BoundedSemaphore(options.concurrency)
+        self._window: int | None = None
+        self._truth: list[bool] = []
+        self._scores: list[float] = []
 
     def run(self, stop: threading.Event) -> ReplayStats:
         """Play until the events end or ``stop`` is set; wait for requests in flight."""
@@ -201,6 +232,7 @@ class Player:
                 stats.sim_now = txn.event_time
                 stats.transactions += 1
                 stats.frauds += int(event.is_fraud)
+                self._track_oracle(event)
                 self._schedule_label(event)
                 if self.options.predict:
                     self._slots.acquire()
@@ -209,6 +241,7 @@ class Player:
                 else:
                     self.publisher.publish(txn)
                     stats._recent.append(time.time())
+        self._close_oracle_window()
         if self.options.flush_labels and not stats.interrupted:
             self._publish_due_labels(float("inf"))
         stats.labels_pending = len(self._labels)
@@ -238,6 +271,32 @@ class Player:
             mark = PhaseMark(event.phase, event.transaction.event_time, time.time())
             self.stats.phases.append(mark)
             log.info("phase", extra={"phase": event.phase, "simulated": mark.simulated.isoformat()})
+
+    def _track_oracle(self, event: SimulatedEvent) -> None:
+        width = self.options.oracle_window.total_seconds()
+        index = math.floor(event.transaction.event_time.timestamp() / width)
+        if index != self._window:
+            self._close_oracle_window()
+            self._window = index
+        self._truth.append(event.is_fraud)
+        self._scores.append(event.fraud_probability)
+
+    def _close_oracle_window(self) -> None:
+        if self._window is None or not self._truth:
+            return
+        width = self.options.oracle_window.total_seconds()
+        start = datetime.fromtimestamp(self._window * width, UTC)
+        self.stats.oracle.append(
+            OracleWindow(
+                start=start,
+                end=start + self.options.oracle_window,
+                wall_end=time.time(),
+                transactions=len(self._truth),
+                frauds=sum(self._truth),
+                pr_auc=pr_auc(self._truth, self._scores),
+            )
+        )
+        self._truth, self._scores = [], []
 
     def _schedule_label(self, event: SimulatedEvent) -> None:
         label = event.label()

@@ -185,3 +185,13 @@ def test_a_replay_starts_after_the_stores_history_at_the_scenarios_time_of_day()
     assert aligned_start(T0, T0 - timedelta(days=3)) == T0
     assert aligned_start(T0, T0) == T0 + timedelta(days=1)
     assert aligned_start(T0, T0 + timedelta(days=4, hours=2)) == T0 + timedelta(days=5)
+
+
+def test_the_oracle_is_scored_window_by_window() -> None:
+    events = [event(i, minutes=10 * i, fraud=i % 4 == 0) for i in range(24)]  # four hours
+    stats, _, _ = play(events, ReplayOptions(speed=1e9, oracle_window=timedelta(hours=2)))
+    assert [w.transactions for w in stats.oracle] == [12, 12]
+    assert [w.frauds for w in stats.oracle] == [3, 3]
+    assert stats.oracle[0].start == T0 and stats.oracle[1].start == T0 + timedelta(hours=2)
+    # Every event has the same probability: the oracle ranks no better than the fraud rate.
+    assert stats.oracle[0].pr_auc == pytest.approx(0.25)
