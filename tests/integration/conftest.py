@@ -29,7 +29,7 @@ def free_ports(count: int) -> list[int]:
 
 def make_stack_settings(project_root: Path, home: Path) -> StackSettings:
     """Settings for a private stack: its own state directory and free ports."""
-    kafka, controller, mlflow, prometheus, alertmanager, ingest = free_ports(6)
+    kafka, controller, mlflow, prometheus, alertmanager, ingest, monitor, trainer = free_ports(8)
     return StackSettings(  # type: ignore[call-arg]
         _env_file=None,
         project_root=project_root,
@@ -39,6 +39,8 @@ def make_stack_settings(project_root: Path, home: Path) -> StackSettings:
         prometheus={"port": prometheus},
         alertmanager={"port": alertmanager},
         ingest={"port": ingest},
+        monitor={"port": monitor},
+        trainer={"port": trainer},
         stack=StackOptions(
             kafka_libs_dir=project_root / ".bottega" / "lib" / "kafka", startup_timeout_s=180
         ),
