@@ -87,7 +87,7 @@ class SubprocessJobs:
 
     def _run(self, module: str, args: Sequence[str]) -> dict[str, Any]:
         command = [self._python, "-m", module, *args]
-        log.info("starting a job", extra={"job": module, "args": " ".join(args)})
+        log.info("starting a job", extra={"job": module, "job_args": " ".join(args)})
         with self._lock:
             proc = subprocess.Popen(
                 command,
