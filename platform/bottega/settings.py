@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bottega.errors import ConfigError, describe_validation_error
@@ -93,9 +93,17 @@ class ServingEndpoint(Endpoint):
 
 
 class TrainerEndpoint(Endpoint):
-    """The trainer's API and Alertmanager webhook."""
+    """The trainer's API and Alertmanager webhook, and the bearer token that guards them.
+
+    With no ``token`` (``BOTTEGA_TRAINER__TOKEN``), the stack generates one into
+    ``<home>/secrets/trainer-token`` and both Alertmanager and the trainer read it from there
+    (:mod:`bottega.auth`). The token is never logged and never committed.
+    """
 
     port: int = Field(default=8081, ge=1, le=65535)
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token of the webhook; default: the generated file."
+    )
 
 
 class MonitorEndpoint(Endpoint):
@@ -191,7 +199,10 @@ class BottegaSettings(BaseSettings):
         env: dict[str, str] = {}
 
         def put(prefix: str, value: Any) -> None:
-            if isinstance(value, BaseModel):
+            if isinstance(value, SecretStr):
+                # A child process needs the value itself; the environment is not a log.
+                env[prefix] = value.get_secret_value()
+            elif isinstance(value, BaseModel):
                 for name in type(value).model_fields:
                     put(f"{prefix}__{name.upper()}", getattr(value, name))
             elif value is not None:

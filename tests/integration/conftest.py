@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from bottega.bus import Producer
-from bottega.settings import KafkaSettings
+from bottega.settings import BottegaSettings, KafkaSettings
+from bottega.stack.health import http_ok
 from bottega.stack.runner import LocalStack
 from bottega.stack.services import build_local_stack
 from bottega.stack.settings import StackOptions, StackSettings
@@ -29,7 +34,7 @@ def free_ports(count: int) -> list[int]:
 
 def make_stack_settings(project_root: Path, home: Path) -> StackSettings:
     """Settings for a private stack: its own state directory and free ports."""
-    kafka, controller, mlflow, prometheus, alertmanager, ingest = free_ports(6)
+    kafka, controller, mlflow, prometheus, alertmanager, ingest, monitor, trainer = free_ports(8)
     return StackSettings(  # type: ignore[call-arg]
         _env_file=None,
         project_root=project_root,
@@ -39,6 +44,8 @@ def make_stack_settings(project_root: Path, home: Path) -> StackSettings:
         prometheus={"port": prometheus},
         alertmanager={"port": alertmanager},
         ingest={"port": ingest},
+        monitor={"port": monitor},
+        trainer={"port": trainer},
         stack=StackOptions(
             kafka_libs_dir=project_root / ".bottega" / "lib" / "kafka", startup_timeout_s=180
         ),
@@ -92,3 +99,82 @@ def wait_for(condition: Callable[[], object], *, timeout_s: float, what: str) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class Bootstrapped:
+    """A state directory whose feature store holds history and whose MLflow has a champion."""
+
+    home: Path
+    settings: BottegaSettings
+    env: dict[str, str]
+
+
+def service_env(settings: BottegaSettings, project_root: Path, **extra: str) -> dict[str, str]:
+    """The environment of a child process that reads ``settings`` back, and nothing else."""
+    return {
+        **os.environ,
+        **settings.to_env(),
+        "BOTTEGA_ENV_FILE": str(settings.home / "no.env"),
+        "PYTHONPATH": os.pathsep.join([str(project_root / "platform"), str(project_root)]),
+        "COLUMNS": "200",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def bootstrapped(
+    stack: LocalStack,
+    stack_settings: StackSettings,
+    project_root: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Bootstrapped:
+    """``bottega bootstrap --days 3 --window 2d`` into a fresh state directory."""
+    home = tmp_path_factory.mktemp("bootstrapped-home")
+    settings = BottegaSettings(  # type: ignore[call-arg]
+        _env_file=None,
+        project_root=project_root,
+        home=home,
+        kafka=stack_settings.kafka,
+        mlflow=stack_settings.mlflow,
+    )
+    env = service_env(settings, project_root)
+    done = subprocess.run(
+        [sys.executable, "-c", "from bottega.cli import main; main()", "bootstrap"]
+        + ["--days", "3", "--window", "2d"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return Bootstrapped(home, settings, env)
+
+
+@contextmanager
+def service_process(
+    module: str, env: dict[str, str], url: str, log_path: Path, *, timeout_s: float = 120
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m module`` until the block ends (after a failure too), ready on ``url``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"{module} exited: {log_path.read_text()[-3000:]}")
+            return http_ok(f"{url}/readyz")
+
+        wait_for(ready, timeout_s=timeout_s, what=f"{module} to be ready")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

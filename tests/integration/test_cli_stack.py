@@ -15,12 +15,12 @@ import pytest
 
 from .conftest import free_ports
 
-SERVICES = ("kafka", "mlflow", "alertmanager", "prometheus", "ingest")
+SERVICES = ("kafka", "mlflow", "alertmanager", "prometheus", "ingest", "monitor", "trainer")
 
 
 @pytest.fixture()
 def cli_env(project_root: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
-    kafka, controller, mlflow, prometheus, alertmanager, ingest = free_ports(6)
+    kafka, controller, mlflow, prometheus, alertmanager, ingest, monitor, trainer = free_ports(8)
     env = {
         **os.environ,
         "MODE": "local",
@@ -32,6 +32,8 @@ def cli_env(project_root: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
         "BOTTEGA_PROMETHEUS__PORT": str(prometheus),
         "BOTTEGA_ALERTMANAGER__PORT": str(alertmanager),
         "BOTTEGA_INGEST__PORT": str(ingest),
+        "BOTTEGA_MONITOR__PORT": str(monitor),
+        "BOTTEGA_TRAINER__PORT": str(trainer),
         "BOTTEGA_STACK__KAFKA_LIBS_DIR": str(project_root / ".bottega" / "lib" / "kafka"),
         "COLUMNS": "200",
     }
@@ -55,7 +57,10 @@ def test_up_status_up_down(cli_env: dict[str, str]) -> None:
     home = Path(cli_env["BOTTEGA_HOME"])
     started = bottega(cli_env, "up")
     assert started.returncode == 0, started.stderr + started.stdout
-    assert "started kafka, mlflow, alertmanager, prometheus, ingest" in started.stdout
+    assert (
+        "started kafka, mlflow, alertmanager, prometheus, ingest, monitor, trainer"
+        in started.stdout
+    )
     records = pid_records(home)
     assert set(records) == set(SERVICES)
     family = []

@@ -40,6 +40,15 @@ def test_promtool_accepts_the_rendered_local_config(
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_amtool_accepts_the_rendered_local_config(
+    stack: LocalStack, stack_settings: StackSettings
+) -> None:
+    rendered = stack_settings.home / "alertmanager" / "alertmanager.yml"
+    done = run_tool("amtool", "check-config", str(rendered))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert stack_settings.trainer.url in rendered.read_text()
+
+
 def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text("groups:\n  - name: x\n    rules:\n      - alert: Broken\n        expr: up ==\n")
@@ -76,7 +85,7 @@ def test_prometheus_scrapes_our_live_services(
 ) -> None:
     def all_up() -> dict[str, str] | None:
         series = {s["metric"]["job"]: s["value"][1] for s in query(stack_settings, "up")}
-        wanted = {"mlflow", "alertmanager", "prometheus", "ingest"}
+        wanted = {"mlflow", "alertmanager", "prometheus", "ingest", "monitor", "trainer"}
         return series if wanted <= set(series) and all(series[j] == "1" for j in wanted) else None
 
     jobs = wait_for(all_up, timeout_s=60, what="Prometheus to scrape every target")
@@ -101,7 +110,14 @@ def test_prometheus_loads_the_rules_and_finds_alertmanager(
 ) -> None:
     rules = httpx.get(f"{stack_settings.prometheus.url}/api/v1/rules", timeout=5).json()
     names = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
-    assert "ServiceDown" in names
+    assert names == {
+        "ServiceDown",
+        "PredictionLatencyHigh",
+        "IngestLagHigh",
+        "FeatureDriftDetected",
+        "PredictionDriftDetected",
+        "ModelQualityDegraded",
+    }
 
     def alertmanager_found() -> bool:
         data = httpx.get(f"{stack_settings.prometheus.url}/api/v1/alertmanagers", timeout=5)

@@ -1,4 +1,4 @@
-"""Render ``monitoring/prometheus.yml`` for local mode.
+"""Render ``monitoring/prometheus.yml`` and ``monitoring/alertmanager.yml`` for local mode.
 
 The committed file names compose services as targets (``mlflow:5000``). Local mode keeps every
 job, rule and interval, and swaps each target for the host and port that settings give the
@@ -55,6 +55,39 @@ def render_prometheus_config(settings: BottegaSettings, destination: Path) -> di
     config["rule_files"] = [
         str((source.parent / pattern).resolve()) for pattern in config.get("rule_files", [])
     ]
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text(yaml.safe_dump(config, sort_keys=False))
+    return config
+
+
+# The Alertmanager receiver that calls the trainer's webhook.
+TRAINER_RECEIVER = "trainer"
+WEBHOOK_PATH = "/webhook"
+
+
+def render_alertmanager_config(
+    settings: BottegaSettings, destination: Path, credentials_file: Path
+) -> dict[str, Any]:
+    """Write the local-mode Alertmanager config to ``destination`` and return it.
+
+    The trainer receiver's webhook gets the trainer's URL from settings and reads its bearer
+    token from ``credentials_file``; the token itself never enters the config.
+    """
+    source = settings.monitoring_dir / "alertmanager.yml"
+    config: dict[str, Any] = yaml.safe_load(source.read_text())
+    receivers = [r for r in config.get("receivers", []) if r.get("name") == TRAINER_RECEIVER]
+    hooks = [hook for r in receivers for hook in r.get("webhook_configs", [])]
+    if not hooks:
+        raise ConfigError(
+            f"{source}: no {TRAINER_RECEIVER!r} receiver with a webhook",
+            hint="retrain alerts must reach the trainer",
+        )
+    for hook in hooks:
+        hook["url"] = f"{settings.trainer.url}{WEBHOOK_PATH}"
+        hook.setdefault("http_config", {})["authorization"] = {
+            "type": "Bearer",
+            "credentials_file": str(credentials_file),
+        }
     destination.parent.mkdir(parents=True, exist_ok=True)
     destination.write_text(yaml.safe_dump(config, sort_keys=False))
     return config

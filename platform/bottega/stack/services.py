@@ -13,9 +13,10 @@ import sys
 import uuid
 from string import Template
 
+from bottega.auth import ensure_trainer_token
 from bottega.events import all_topics
 from bottega.stack.health import http_ok, kafka_metadata_ok
-from bottega.stack.monitoring_config import render_prometheus_config
+from bottega.stack.monitoring_config import render_alertmanager_config, render_prometheus_config
 from bottega.stack.process import spawn_and_wait
 from bottega.stack.runner import LocalStack
 from bottega.stack.settings import StackSettings
@@ -209,17 +210,24 @@ def mlflow_service(settings: StackSettings) -> ServiceSpec:
 
 
 def alertmanager_service(settings: StackSettings) -> ServiceSpec:
-    """Debian's Alertmanager with ``monitoring/alertmanager.yml``."""
+    """Debian's Alertmanager with ``monitoring/alertmanager.yml``, rendered for local mode: the
+    trainer's address from settings, its bearer token from the stack's token file."""
     endpoint = settings.alertmanager
     binary = alertmanager_prerequisite(settings)
-    data_dir = settings.home / "alertmanager"
+    state = settings.home / "alertmanager"
+    data_dir = state / "data"
+    config_path = state / "alertmanager.yml"
+
+    def prepare() -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        render_alertmanager_config(settings, config_path, ensure_trainer_token(settings))
 
     return ServiceSpec(
         name="alertmanager",
         description="Prometheus Alertmanager",
         command=lambda: [
             binary.require(),
-            f"--config.file={settings.monitoring_dir / 'alertmanager.yml'}",
+            f"--config.file={config_path}",
             f"--storage.path={data_dir}",
             f"--web.listen-address={settings.bind_host}:{endpoint.port}",
             f"--web.external-url={endpoint.url}",
@@ -230,7 +238,7 @@ def alertmanager_service(settings: StackSettings) -> ServiceSpec:
         health=lambda: http_ok(f"{endpoint.url}/-/ready"),
         url=endpoint.url,
         prerequisites=(binary,),
-        prepare=lambda: data_dir.mkdir(parents=True, exist_ok=True),
+        prepare=prepare,
         startup_timeout_s=settings.stack.startup_timeout_s,
         stop_timeout_s=settings.stack.stop_timeout_s,
     )
@@ -295,6 +303,46 @@ def ingest_service(settings: StackSettings) -> ServiceSpec:
     )
 
 
+def monitor_service(settings: StackSettings) -> ServiceSpec:
+    """The monitor, ``python -m services.monitor``: drift and quality, metrics and reports."""
+    endpoint = settings.monitor
+    return ServiceSpec(
+        name="monitor",
+        description="Monitor: drift and online quality of the champion, per window",
+        command=lambda: [sys.executable, "-m", "services.monitor"],
+        ports=(Port("monitor", endpoint.port),),
+        health=lambda: http_ok(f"{endpoint.url}/readyz"),
+        url=endpoint.url,
+        depends_on=("kafka", "mlflow"),
+        env=settings.to_env(),
+        startup_timeout_s=settings.stack.startup_timeout_s,
+        stop_timeout_s=settings.stack.stop_timeout_s,
+    )
+
+
+def trainer_service(settings: StackSettings) -> ServiceSpec:
+    """The trainer, ``python -m services.trainer``: the retrain webhook, train and promote."""
+    endpoint = settings.trainer
+
+    def prepare() -> None:
+        # The trainer reads the token file that Alertmanager reads, unless a token is set.
+        ensure_trainer_token(settings)
+
+    return ServiceSpec(
+        name="trainer",
+        description="Trainer: retrains and promotes on retrain alerts",
+        command=lambda: [sys.executable, "-m", "services.trainer"],
+        ports=(Port("trainer", endpoint.port),),
+        health=lambda: http_ok(f"{endpoint.url}/readyz"),
+        url=endpoint.url,
+        depends_on=("kafka", "mlflow"),
+        env=settings.to_env(),
+        prepare=prepare,
+        startup_timeout_s=settings.stack.startup_timeout_s,
+        stop_timeout_s=settings.stack.stop_timeout_s,
+    )
+
+
 def local_services(settings: StackSettings) -> list[ServiceSpec]:
     """Every service that ``bottega up`` starts in local mode."""
     return [
@@ -303,6 +351,8 @@ def local_services(settings: StackSettings) -> list[ServiceSpec]:
         alertmanager_service(settings),
         prometheus_service(settings),
         ingest_service(settings),
+        monitor_service(settings),
+        trainer_service(settings),
     ]
 
 

@@ -1,0 +1,1 @@
+"""The trainer: Alertmanager's ``retrain="true"`` webhook in, train and promote out."""

@@ -1,0 +1,140 @@
+"""The training and promotion jobs, each run as a child process.
+
+A child process keeps the trainer safe: a crash, an out-of-memory kill or a timeout in a job
+ends that job only, and the service goes on answering. Both jobs print their report as JSON on
+the last line of stdout (MLflow prints run links before it); a non-zero exit is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from bottega.errors import BottegaError
+from bottega.stack.process import child_environment
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL = 2000
+
+
+class JobFailed(BottegaError):
+    """A training or promotion job failed; the message says how."""
+
+
+class Jobs(Protocol):
+    """What a retraining run calls: train a challenger, then judge it."""
+
+    def train(self) -> dict[str, Any]:
+        """Train and register a challenger; its report (with ``version``)."""
+
+    def promote(self, version: str) -> dict[str, Any]:
+        """Judge ``version`` against the champion; the decision (with ``promoted``)."""
+
+    def cancel(self) -> None:
+        """Kill the job in flight, if any."""
+
+
+def format_duration(value: timedelta) -> str:
+    """A duration as the pipelines' CLI reads it (``86400s``)."""
+    return f"{int(value.total_seconds())}s"
+
+
+class SubprocessJobs:
+    """``python -m pipelines.train`` and ``python -m pipelines.promote`` as child processes."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        cwd: Path,
+        window: timedelta,
+        model: str = "mlp",
+        epochs: int | None = None,
+        timeout_s: float = 1800.0,
+        python: str = sys.executable,
+    ) -> None:
+        self._env = child_environment(env)
+        self._cwd = cwd
+        self._window = window
+        self._model = model
+        self._epochs = epochs
+        self._timeout_s = timeout_s
+        self._python = python
+        self._lock = threading.Lock()
+        self._current: subprocess.Popen[str] | None = None
+
+    def train(self) -> dict[str, Any]:
+        """Train on the recent window; the window ends at the newest transaction in the store."""
+        args = ["--window", format_duration(self._window), "--model", self._model]
+        if self._epochs is not None:
+            args += ["--epochs", str(self._epochs)]
+        report = self._run("pipelines.train", args)
+        if not report.get("version"):
+            raise JobFailed("the training job registered no model version")
+        return report
+
+    def promote(self, version: str) -> dict[str, Any]:
+        """Run the promotion policy on ``version``."""
+        return self._run("pipelines.promote", ["--version", version])
+
+    def _run(self, module: str, args: Sequence[str]) -> dict[str, Any]:
+        command = [self._python, "-m", module, *args]
+        log.info("starting a job", extra={"job": module, "job_args": " ".join(args)})
+        with self._lock:
+            proc = subprocess.Popen(
+                command,
+                env=self._env,
+                cwd=self._cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            self._current = proc
+        try:
+            stdout, stderr = proc.communicate(timeout=self._timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise JobFailed(f"{module} ran past {self._timeout_s:g}s and was killed") from None
+        finally:
+            with self._lock:
+                self._current = None
+        if proc.returncode != 0:
+            raise JobFailed(f"{module} exited with {proc.returncode}: {last_error(stderr)}")
+        return last_json(module, stdout)
+
+    def cancel(self) -> None:
+        """Kill the job in flight, if any."""
+        with self._lock:
+            if self._current is not None and self._current.poll() is None:
+                self._current.kill()
+
+
+def last_error(stderr: str) -> str:
+    """The job's own ``error:`` line when it wrote one, else the tail of its stderr."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line.removeprefix("error: ")
+    return "\n".join(lines)[-STDERR_TAIL:] or "no output"
+
+
+def last_json(module: str, stdout: str) -> dict[str, Any]:
+    """The JSON report on the last line of a job's stdout."""
+    lines = stdout.strip().splitlines()
+    try:
+        report = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        report = None
+    if not isinstance(report, dict):
+        raise JobFailed(f"{module} printed no JSON report on its last line")
+    return report

@@ -1,0 +1,58 @@
+"""Reading the jobs' reports and errors, and the job runner's handling of a child process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from services.trainer.jobs import JobFailed, SubprocessJobs, format_duration, last_error, last_json
+
+
+def test_the_report_is_the_last_stdout_line() -> None:
+    out = "View run at http://mlflow/#/runs/1\n" + '{"version": "7", "run_id": "r"}\n'
+    assert last_json("pipelines.train", out) == {"version": "7", "run_id": "r"}
+    with pytest.raises(JobFailed, match="no JSON report"):
+        last_json("pipelines.train", "just a link\n")
+    with pytest.raises(JobFailed):
+        last_json("pipelines.train", "")
+
+
+def test_the_error_is_the_jobs_own_error_line_else_the_tail() -> None:
+    assert last_error('{"level": "error"}\nerror: the window holds nothing (hint)\n') == (
+        "the window holds nothing (hint)"
+    )
+    assert last_error("Traceback\n  boom\nValueError: x\n").endswith("ValueError: x")
+    assert last_error("") == "no output"
+
+
+def test_durations_are_written_as_the_pipelines_read_them() -> None:
+    assert format_duration(timedelta(days=1)) == "86400s"
+
+
+def test_a_failing_child_is_a_job_failure_and_its_start_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A "python" that exits 1 with an error line stands in for a job that fails.
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'error: no labelled transactions' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    jobs = SubprocessJobs({}, cwd=tmp_path, window=timedelta(seconds=1), python=str(fake))
+    with caplog.at_level(logging.INFO), pytest.raises(JobFailed, match="no labelled"):
+        jobs.train()
+    assert any(r.getMessage() == "starting a job" for r in caplog.records)
+    jobs.cancel()  # nothing in flight: no error
+
+
+def test_a_job_past_its_timeout_is_killed(tmp_path: Path) -> None:
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import time; time.sleep(30)'\n")
+    fake.chmod(0o755)
+    jobs = SubprocessJobs(
+        {}, cwd=tmp_path, window=timedelta(days=1), timeout_s=0.5, python=str(fake)
+    )
+    with pytest.raises(JobFailed, match="killed"):
+        jobs.promote("3")
