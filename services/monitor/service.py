@@ -244,6 +244,9 @@ class MonitorService:
             "drift_share": result.share,
             "prediction_drift_score": result.prediction_score,
             "drifted_features": sorted(f for f, d in result.drifted.items() if d),
+            # Quality is measured on an older window, once its labels have had time to arrive.
+            "quality_window_start": window.quality_start.isoformat(),
+            "quality_window_end": window.quality_end.isoformat(),
             "online": {k: (None if math.isnan(v) else v) for k, v in quality.items()},
             "created": datetime.now(UTC).isoformat(),
         }

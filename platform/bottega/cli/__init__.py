@@ -3,12 +3,13 @@
 from bottega.cli import stack  # isort: skip  (registers the stack's commands first)
 from bottega.cli import (
     data,  # registers the data commands
+    demo,  # registers bottega demo
     models,  # registers the model lifecycle commands
     replay,  # registers bottega replay
 )
 from bottega.cli.common import app
 
-__all__ = ["app", "data", "main", "models", "replay", "stack"]
+__all__ = ["app", "data", "demo", "main", "models", "replay", "stack"]
 
 
 def main() -> None:

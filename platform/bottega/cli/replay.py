@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -15,6 +17,27 @@ import typer
 from bottega.cli.common import app, console, err_console, run_cli, setup_logging
 from bottega.errors import ConfigError
 from bottega.settings import BottegaSettings, load_settings
+
+
+@contextmanager
+def interrupt_sets(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) sets ``stop`` for a clean end; a second Ctrl-C aborts."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        err_console.print(
+            "[yellow]stopping: finishing the requests in flight (Ctrl-C again to abort)[/]"
+        )
+        stop.set()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(s, on_signal) for s in signals]
+    try:
+        yield
+    finally:
+        for s, handler in zip(signals, previous, strict=True):
+            signal.signal(s, handler)
 
 
 @app.command()
@@ -51,21 +74,9 @@ def replay(
     cleanly."""
     stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        err_console.print(
-            "[yellow]stopping: finishing the requests in flight (Ctrl-C again to abort)[/]"
-        )
-        stop.set()
-
     def action() -> dict[str, object]:
-        import httpx
-
-        from bottega.bus import Producer
-        from bottega.replay.display import AlertWatch, Progress
-        from bottega.replay.player import Player, ReplayOptions, ReplayStats
-        from bottega.replay.session import plan
+        from bottega.replay.player import ReplayOptions
+        from bottega.replay.run import replay_scenario
         from bottega.usecases.fraud.scenario import parse_duration
 
         settings = load_settings(BottegaSettings)
@@ -83,47 +94,14 @@ def replay(
             raise ConfigError(str(exc)) from None
         if start is not None and start.tzinfo is None:
             raise ConfigError("--start needs a timezone, e.g. 2025-03-02T18:00:00+00:00")
-        planned = plan(settings, scenario, start=start, duration=span)
-        console.print(
-            f"replaying [bold]{planned.scenario.name}[/] from {planned.start:%Y-%m-%d %H:%M} "
-            f"to {planned.end:%Y-%m-%d %H:%M} UTC (simulated), "
-            f"{planned.cards_with_history} cards with history"
-        )
-        stats = ReplayStats(planned.scenario.name, planned.start, planned.end)
-        client = (
-            httpx.Client(
-                base_url=settings.serving.url,
-                limits=httpx.Limits(max_connections=concurrency),
+        with interrupt_sets(stop):
+            stats = replay_scenario(
+                settings, scenario, options, stop=stop, console=console, start=start, duration=span
             )
-            if predict
-            else None
-        )
-        previous = [signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)]
-        try:
-            with Producer(settings.kafka, client_id="bottega-replay") as producer:
-                player = Player(
-                    planned.simulator.events(),
-                    stats,
-                    options,
-                    publisher=producer,
-                    client=client,
-                )
-                with Progress(stats, console, AlertWatch(settings.prometheus.url)):
-                    player.run(stop)
-        finally:
-            for s, handler in zip((signal.SIGINT, signal.SIGTERM), previous, strict=True):
-                signal.signal(s, handler)
-            if client is not None:
-                client.close()
         data = stats.to_dict()
         if report is not None:
             report.parent.mkdir(parents=True, exist_ok=True)
             report.write_text(json.dumps(data, indent=2))
-        console.print(
-            f"{stats.transactions} transactions, {stats.predicted} scored, "
-            f"{stats.predict_errors} failed, {stats.labels_sent} labels sent "
-            f"({stats.labels_pending} not yet due)"
-        )
         return data
 
     data = run_cli(action)

@@ -104,6 +104,20 @@ class OracleWindow:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One answer of the model server, with the truth the simulator knows about it."""
+
+    version: str
+    phase: str
+    simulated: datetime
+    wall: float
+    score: float
+    oracle: float  # the simulator's true probability
+    is_fraud: bool
+    labelled: bool  # False: the platform never learns the truth
+
+
 @dataclass
 class ReplayStats:
     """What the replay has done so far; read by the progress display, returned at the end."""
@@ -130,6 +144,9 @@ class ReplayStats:
     interrupted: bool = False
     finished: bool = False
     oracle: list[OracleWindow] = field(default_factory=list)
+    served: list[Served] = field(default_factory=list)
+    first_answer: dict[str, tuple[float, datetime]] = field(default_factory=dict)
+    clock: list[tuple[float, datetime]] = field(default_factory=list)  # (wall, simulated)
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
     _recent: deque[float] = field(default_factory=lambda: deque(maxlen=4000))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -168,6 +185,10 @@ class ReplayStats:
             "labels_pending": self.labels_pending,
             "labels_never": self.labels_never,
             "versions_seen": dict(self.versions_seen),
+            "first_answer": {
+                v: {"wall": round(w, 3), "simulated": t.isoformat()}
+                for v, (w, t) in self.first_answer.items()
+            },
             "oracle": [w.to_dict() for w in self.oracle],
             "p50_ms": self.percentile_ms(0.5),
             "p99_ms": self.percentile_ms(0.99),
@@ -230,13 +251,15 @@ class Player:
                 self._publish_due_labels(t)
                 self._mark_phase(event)
                 stats.sim_now = txn.event_time
+                if stats.transactions % 200 == 0:
+                    stats.clock.append((time.time(), txn.event_time))
                 stats.transactions += 1
                 stats.frauds += int(event.is_fraud)
                 self._track_oracle(event)
                 self._schedule_label(event)
                 if self.options.predict:
                     self._slots.acquire()
-                    future: Future[None] = pool.submit(self._score_then_publish, txn)
+                    future: Future[None] = pool.submit(self._score_then_publish, event)
                     future.add_done_callback(lambda _: self._slots.release())
                 else:
                     self.publisher.publish(txn)
@@ -311,8 +334,9 @@ class Player:
             self.publisher.publish(label)
             self.stats.labels_sent += 1
 
-    def _score_then_publish(self, txn: Transaction) -> None:
+    def _score_then_publish(self, event: SimulatedEvent) -> None:
         assert self.client is not None
+        txn = event.transaction
         stats = self.stats
         started = time.perf_counter()
         try:
@@ -330,6 +354,20 @@ class Player:
                     version = str(answer["model_version"])
                     stats.last_version = version
                     stats.versions_seen[version] = stats.versions_seen.get(version, 0) + 1
+                    now = time.time()
+                    stats.first_answer.setdefault(version, (now, txn.event_time))
+                    stats.served.append(
+                        Served(
+                            version,
+                            event.phase,
+                            txn.event_time,
+                            now,
+                            stats.last_score,
+                            event.fraud_probability,
+                            event.is_fraud,
+                            event.label_time is not None,
+                        )
+                    )
             else:
                 self._failed(f"HTTP {response.status_code}: {response.text[:200]}")
         except (httpx.HTTPError, ValueError, KeyError) as exc:

@@ -1,0 +1,197 @@
+"""``bottega demo``: a champion, a calm replay, a drifting replay, and the loop closing.
+
+1. A champion: when the registry has none, ``bottega bootstrap`` runs (backfill, train, promote).
+2. The calm replay (``baseline``): the false-alarm check; no retraining may start during it.
+3. The drifting replay (``fraud-ring``): drift, alert, retraining, promotion and swap happen
+   while it plays, so its last part is scored by the new champion.
+4. The wait for a retraining that is still running, then the timeline and the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from bottega.demo.report import write_report
+from bottega.demo.timeline import (
+    Timeline,
+    build_timeline,
+    firing_alerts,
+    monitor_windows,
+    trainer_runs,
+)
+from bottega.errors import BottegaError
+from bottega.registry import CHAMPION, MODEL_NAMES, MlflowRegistry
+from bottega.replay.player import ReplayOptions, ReplayStats
+from bottega.replay.run import replay_scenario
+from bottega.settings import BottegaSettings
+from bottega.stack.process import child_environment
+
+log = logging.getLogger(__name__)
+
+
+class DemoError(BottegaError):
+    """The demo cannot run, or the loop did not close."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the demo plays, and how fast."""
+
+    calm: Path = Path("scenarios/baseline.yaml")
+    drifting: Path = Path("scenarios/fraud-ring.yaml")
+    drift_phase: str = "ring"
+    duration: timedelta = timedelta(hours=36)  # of each replay, simulated
+    speed: float = 600.0
+    concurrency: int = 8
+    bootstrap_days: float = 3.0
+    bootstrap_window: str = "3d"
+    loop_timeout_s: float = 600.0  # for a retraining still running after the replays
+    monitor_window: timedelta = timedelta(hours=2)
+
+
+@dataclass
+class DemoResult:
+    """The replays, the timeline and the report."""
+
+    calm: ReplayStats
+    drifting: ReplayStats
+    timeline: Timeline
+    champion_before: str
+    champion_after: str | None
+    false_alarm_runs: list[dict[str, Any]]
+    figures: dict[str, float] = field(default_factory=dict)
+    report: Path | None = None
+
+    @property
+    def loop_closed(self) -> bool:
+        """A new champion answered on the drifted regime."""
+        return self.timeline.moment("new champion answering") is not None
+
+
+def champion_version(settings: BottegaSettings) -> str | None:
+    """The champion's version, or None."""
+    champion = MlflowRegistry(settings.mlflow_tracking_uri).by_alias(MODEL_NAMES["fraud"], CHAMPION)
+    return champion.version if champion is not None else None
+
+
+def check_stack(settings: BottegaSettings) -> None:
+    """Every service the demo talks to answers; else one line that says what to do."""
+    for name, url in (
+        ("serving", f"{settings.serving.url}/readyz"),
+        ("trainer", f"{settings.trainer.url}/livez"),
+        ("monitor", f"{settings.monitor.url}/livez"),
+        ("prometheus", f"{settings.prometheus.url}/-/ready"),
+    ):
+        try:
+            ok = httpx.get(url, timeout=5.0).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        if not ok:
+            raise DemoError(f"{name} is not ready at {url}", hint="start the stack: make up")
+
+
+def bootstrap(settings: BottegaSettings, options: DemoOptions, console: Console) -> str:
+    """The champion's version, bootstrapping one first when there is none."""
+    version = champion_version(settings)
+    if version is not None:
+        console.print(f"champion: v{version}")
+        return version
+    console.print("no champion yet: bootstrapping (backfill, train, promote)")
+    command = [
+        sys.executable,
+        "-m",
+        "bottega.cli",
+        "bootstrap",
+        "--days",
+        str(options.bootstrap_days),
+        "--window",
+        options.bootstrap_window,
+    ]
+    if subprocess.run(command, env=child_environment(), check=False).returncode:
+        raise DemoError("bootstrap failed", hint="see its output above; then: make demo")
+    version = champion_version(settings)
+    if version is None:
+        raise DemoError("bootstrap ended without a champion")
+    return version
+
+
+def wait_for_loop(
+    settings: BottegaSettings, since: float, timeout_s: float, console: Console
+) -> list[dict[str, Any]]:
+    """Wait while a retraining that started after ``since`` is still running."""
+    deadline = time.time() + timeout_s
+    while True:
+        runs = [r for r in trainer_runs(settings.trainer.url) if _after(r, since)]
+        active = [r for r in runs if r.get("status") in ("queued", "running", "retrying")]
+        if not active or time.time() > deadline:
+            return runs
+        console.print(f"waiting for retraining run {active[0].get('id')} to finish")
+        time.sleep(5.0)
+
+
+def _after(run: dict[str, Any], since: float) -> bool:
+    from datetime import datetime
+
+    received = run.get("received_at")
+    return bool(received) and datetime.fromisoformat(str(received)).timestamp() >= since
+
+
+def run_demo(
+    settings: BottegaSettings,
+    options: DemoOptions,
+    *,
+    stop: threading.Event,
+    console: Console,
+    reports_dir: Path,
+) -> DemoResult:
+    """The whole demo; see the module's docstring."""
+    check_stack(settings)
+    before = bootstrap(settings, options, console)
+    replay = ReplayOptions(speed=options.speed, concurrency=options.concurrency)
+    console.rule(f"calm: {options.calm}")
+    calm = replay_scenario(
+        settings, options.calm, replay, stop=stop, console=console, duration=options.duration
+    )
+    false_alarms = [r for r in trainer_runs(settings.trainer.url) if _after(r, calm.wall_started)]
+    if false_alarms:
+        console.print(f"[red]the calm replay started {len(false_alarms)} retraining run(s)[/]")
+    console.rule(f"drifting: {options.drifting}")
+    drifting = replay_scenario(
+        settings,
+        options.drifting,
+        ReplayOptions(speed=options.speed, concurrency=options.concurrency, flush_labels=True),
+        stop=stop,
+        console=console,
+        duration=options.duration,
+    )
+    runs = wait_for_loop(settings, drifting.wall_started, options.loop_timeout_s, console)
+    timeline = build_timeline(
+        drifting,
+        drift_phase=options.drift_phase,
+        old_version=before,
+        alerts=firing_alerts(settings.prometheus.url, calm.wall_started, time.time()),
+        runs=runs,
+        windows=monitor_windows(settings.monitor.url),
+    )
+    result = DemoResult(
+        calm=calm,
+        drifting=drifting,
+        timeline=timeline,
+        champion_before=before,
+        champion_after=champion_version(settings),
+        false_alarm_runs=false_alarms,
+        figures=timeline.figures(options.monitor_window),
+    )
+    result.report = write_report(reports_dir, timeline, [calm, drifting], result.figures)
+    return result
