@@ -15,7 +15,7 @@ from bottega.settings import load_settings
 from services.serving.settings import ServingSettings
 
 SERVICE = "services.serving.service:BottegaServing"
-SERVICE_NAME = "bottega-serving"
+SERVICE_NAME = "bottega_serving"
 
 
 def serve_command(settings: ServingSettings) -> list[str]:

@@ -113,7 +113,9 @@ def field_errors(exc: RequestValidationError) -> list[FieldError]:
     out = []
     for error in exc.errors():
         loc = [str(p) for p in error.get("loc", ()) if p != "body"]
-        out.append(FieldError(field=".".join(loc) or "body", message=str(error.get("msg", ""))))
+        # A JSON syntax error's location is a character offset, not a field.
+        where = "body" if error.get("type") == "json_invalid" else ".".join(loc) or "body"
+        out.append(FieldError(field=where, message=str(error.get("msg", ""))))
     return out
 
 

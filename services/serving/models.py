@@ -77,8 +77,13 @@ class MlflowModelSource:
     """:class:`ModelSource` over an MLflow server, with a disk cache under ``cache_dir``."""
 
     def __init__(self, tracking_uri: str, name: str, cache_dir: Path, device: str) -> None:
+        import mlflow
         from mlflow import MlflowClient
 
+        # ``models:/`` downloads resolve through the process's registry URI, which otherwise
+        # defaults to a SQLite file in the working directory. A worker talks to one server.
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
         self.name = name
         self.device = device
         self.tracking_uri = tracking_uri

@@ -29,7 +29,7 @@ class _WorkerApp:
         await instance.runtime.app(scope, receive, send)
 
 
-@bentoml.service(name="bottega-serving", traffic={"timeout": 30})
+@bentoml.service(name="bottega_serving", traffic={"timeout": 30})
 @bentoml.asgi_app(_WorkerApp(), path="/")
 class BottegaServing:
     """Scores card transactions with the fraud-detector champion."""

@@ -16,6 +16,7 @@ from bottega.settings import KafkaSettings
 from bottega.stack.runner import LocalStack
 from bottega.stack.services import build_local_stack
 from bottega.stack.settings import StackOptions, StackSettings
+from tests.integration.serving_stack import Served, served_stack, serving_settings
 
 
 def free_ports(count: int) -> list[int]:
@@ -29,7 +30,7 @@ def free_ports(count: int) -> list[int]:
 
 def make_stack_settings(project_root: Path, home: Path) -> StackSettings:
     """Settings for a private stack: its own state directory and free ports."""
-    kafka, controller, mlflow, prometheus, alertmanager, ingest = free_ports(6)
+    kafka, controller, mlflow, prometheus, alertmanager, ingest, serving = free_ports(7)
     return StackSettings(  # type: ignore[call-arg]
         _env_file=None,
         project_root=project_root,
@@ -39,6 +40,7 @@ def make_stack_settings(project_root: Path, home: Path) -> StackSettings:
         prometheus={"port": prometheus},
         alertmanager={"port": alertmanager},
         ingest={"port": ingest},
+        serving={"port": serving},
         stack=StackOptions(
             kafka_libs_dir=project_root / ".bottega" / "lib" / "kafka", startup_timeout_s=180
         ),
@@ -92,3 +94,18 @@ def wait_for(condition: Callable[[], object], *, timeout_s: float, what: str) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def served(
+    stack: LocalStack,
+    stack_settings: StackSettings,
+    project_root: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Served]:
+    """A model server with its own feature store and ingest, over the session's Kafka and MLflow,
+    serving a freshly trained champion (see ``serving_stack``)."""
+    settings = serving_settings(
+        stack_settings, tmp_path_factory.mktemp("serving-home"), free_ports(2)
+    )
+    yield from served_stack(settings, project_root)
