@@ -112,7 +112,16 @@ def served_stack(settings: StackSettings, project_root: Path) -> Iterator[Served
     }
     # Kafka and MLflow belong to the session's stack: this runner supervises only these two.
     specs = [
-        replace(ingest_service(settings), depends_on=()),
+        # Groups of its own: the session's ingest shares the broker and would take the batches.
+        replace(
+            ingest_service(settings),
+            depends_on=(),
+            env={
+                **ingest_service(settings).env,
+                "BOTTEGA_STREAM__TRANSACTIONS_GROUP": f"serving-tests-{settings.home.name}",
+                "BOTTEGA_STREAM__LABELS_GROUP": f"serving-tests-labels-{settings.home.name}",
+            },
+        ),
         replace(
             serving_service(settings),
             depends_on=(),

@@ -286,7 +286,7 @@ def test_a_batch_is_scored_in_order_and_bounded(served: Served) -> None:
         over = client.post("/predict_batch", json={"transactions": [BASE] * 300})
     assert batch.status_code == 200, batch.text
     scores = [p["score"] for p in batch.json()["predictions"]]
-    assert scores == pytest.approx(one_by_one, abs=1e-12)
+    assert scores == pytest.approx(one_by_one, rel=1e-6)  # float32: batch kernels differ
     assert empty.status_code == 422 and over.status_code == 422
     assert over.json()["fields"][0]["field"] == "transactions"
 
