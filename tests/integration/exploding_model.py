@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+
 from mlflow.pyfunc import PythonModel
 
 DELAY_S = 0.3
