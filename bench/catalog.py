@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "bus": "bench.bus",
     "ingest": "bench.ingest",
     "training": "bench.training",
+    "serving": "bench.serving",
 }
 
 

@@ -21,6 +21,7 @@ from bottega.stack.health import http_ok
 from bottega.stack.runner import LocalStack
 from bottega.stack.services import build_local_stack
 from bottega.stack.settings import StackOptions, StackSettings
+from tests.integration.serving_stack import Served, served_stack, serving_settings
 
 
 def free_ports(count: int) -> list[int]:
@@ -34,7 +35,9 @@ def free_ports(count: int) -> list[int]:
 
 def make_stack_settings(project_root: Path, home: Path) -> StackSettings:
     """Settings for a private stack: its own state directory and free ports."""
-    kafka, controller, mlflow, prometheus, alertmanager, ingest, monitor, trainer = free_ports(8)
+    kafka, controller, mlflow, prometheus, alertmanager, ingest, monitor, trainer, serving = (
+        free_ports(9)
+    )
     return StackSettings(  # type: ignore[call-arg]
         _env_file=None,
         project_root=project_root,
@@ -46,6 +49,7 @@ def make_stack_settings(project_root: Path, home: Path) -> StackSettings:
         ingest={"port": ingest},
         monitor={"port": monitor},
         trainer={"port": trainer},
+        serving={"port": serving},
         stack=StackOptions(
             kafka_libs_dir=project_root / ".bottega" / "lib" / "kafka", startup_timeout_s=180
         ),
@@ -178,3 +182,18 @@ def service_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def served(
+    stack: LocalStack,
+    stack_settings: StackSettings,
+    project_root: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Served]:
+    """A model server with its own feature store and ingest, over the session's Kafka and MLflow,
+    serving a freshly trained champion (see ``serving_stack``)."""
+    settings = serving_settings(
+        stack_settings, tmp_path_factory.mktemp("serving-home"), free_ports(2)
+    )
+    yield from served_stack(settings, project_root)

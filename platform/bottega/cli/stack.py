@@ -65,9 +65,12 @@ def _status_table(rows: list[ServiceStatus]) -> Table:
     table.add_column("health")
     table.add_column("url")
     table.add_column("pid", justify="right")
+    table.add_column("detail")
     for row in rows:
         style = STATE_STYLE[row.state]
-        table.add_row(row.name, f"[{style}]{row.state}[/]", row.url, str(row.pid or "-"))
+        table.add_row(
+            row.name, f"[{style}]{row.state}[/]", row.url, str(row.pid or "-"), row.detail
+        )
     return table
 
 

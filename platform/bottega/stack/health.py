@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from typing import Any
 
 import httpx
 from kafka import KafkaAdminClient
@@ -20,6 +21,16 @@ def http_ok(url: str, *, timeout_s: float = 2.0) -> bool:
     except httpx.HTTPError:
         return False
     return response.is_success
+
+
+def http_json(url: str, *, timeout_s: float = 2.0) -> dict[str, Any] | None:
+    """The JSON object that ``GET url`` answers with 2xx, or None."""
+    try:
+        response = httpx.get(url, timeout=timeout_s)
+        body = response.json() if response.is_success else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def kafka_metadata_ok(kafka: KafkaSettings, *, timeout_ms: int = 3000) -> bool:

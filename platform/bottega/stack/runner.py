@@ -28,6 +28,7 @@ class ServiceStatus:
     url: str
     pid: int | None
     description: str = ""
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,7 @@ class LocalStack:
                     url=spec.url,
                     pid=proc.pid if proc else None,
                     description=spec.description,
+                    detail=spec.detail() if spec.detail and proc is not None else "",
                 )
             )
         return rows

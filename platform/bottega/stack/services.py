@@ -15,7 +15,7 @@ from string import Template
 
 from bottega.auth import ensure_trainer_token
 from bottega.events import all_topics
-from bottega.stack.health import http_ok, kafka_metadata_ok
+from bottega.stack.health import http_json, http_ok, kafka_metadata_ok
 from bottega.stack.monitoring_config import render_alertmanager_config, render_prometheus_config
 from bottega.stack.process import spawn_and_wait
 from bottega.stack.runner import LocalStack
@@ -277,16 +277,17 @@ def prometheus_service(settings: StackSettings) -> ServiceSpec:
     )
 
 
+def apply_feature_repo(settings: StackSettings) -> None:
+    """The one-shot ``feast apply`` of local mode: register the feature repo before the ingest,
+    the model server or anything else reads it (idempotent)."""
+    from bottega.usecases.fraud.store import FraudFeatureStore
+
+    FraudFeatureStore(settings).apply()
+
+
 def ingest_service(settings: StackSettings) -> ServiceSpec:
     """The streaming ingest, ``python -m services.ingest``; ready once it has recovered."""
     endpoint = settings.ingest
-
-    def apply_features() -> None:
-        # The one-shot `feast apply` of local mode: register the feature repo before the ingest
-        # and anything else reads it.
-        from bottega.usecases.fraud.store import FraudFeatureStore
-
-        FraudFeatureStore(settings).apply()
 
     return ServiceSpec(
         name="ingest",
@@ -297,7 +298,56 @@ def ingest_service(settings: StackSettings) -> ServiceSpec:
         url=endpoint.url,
         depends_on=("kafka",),
         env=settings.to_env(),
-        prepare=apply_features,
+        prepare=lambda: apply_feature_repo(settings),
+        startup_timeout_s=settings.stack.startup_timeout_s,
+        stop_timeout_s=settings.stack.stop_timeout_s,
+    )
+
+
+def serving_service(settings: StackSettings) -> ServiceSpec:
+    """The model server, ``python -m services.serving`` (which execs ``bentoml serve``).
+
+    Healthy once every answer says a champion is loaded. A stack with no champion yet (before
+    ``bottega bootstrap``) has nothing to wait for: the server is healthy once it answers and
+    says it is waiting for a model, and it loads the champion as soon as one is promoted.
+    """
+    endpoint = settings.serving
+
+    def model() -> dict[str, object] | None:
+        return http_json(f"{endpoint.url}/model")
+
+    def healthy() -> bool:
+        if http_ok(f"{endpoint.url}/readyz"):
+            return True
+        report = model()
+        return report is not None and report.get("state") == "no_model"
+
+    def detail() -> str:
+        report = model()
+        if report is None:
+            return ""
+        champion = report.get("champion")
+        if not isinstance(champion, dict):
+            return "waiting for a champion (bottega bootstrap)"
+        line = f"champion v{champion.get('version')} on {report.get('device')}"
+        challenger = report.get("challenger")
+        if isinstance(challenger, dict):
+            line += f", shadow v{challenger.get('version')}"
+        if report.get("state") == "degraded":
+            line += " (degraded: MLflow unreachable, cached model)"
+        return line
+
+    return ServiceSpec(
+        name="serving",
+        description="BentoML model server: /predict with the champion",
+        command=lambda: [sys.executable, "-m", "services.serving"],
+        ports=(Port("serving", endpoint.port),),
+        health=healthy,
+        url=endpoint.url,
+        depends_on=("kafka", "mlflow"),
+        env=settings.to_env(),
+        prepare=lambda: apply_feature_repo(settings),
+        detail=detail,
         startup_timeout_s=settings.stack.startup_timeout_s,
         stop_timeout_s=settings.stack.stop_timeout_s,
     )
@@ -353,6 +403,7 @@ def local_services(settings: StackSettings) -> list[ServiceSpec]:
         ingest_service(settings),
         monitor_service(settings),
         trainer_service(settings),
+        serving_service(settings),
     ]
 
 

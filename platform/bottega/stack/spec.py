@@ -57,6 +57,7 @@ class Port:
 
 HealthCheck = Callable[[], bool]
 Hook = Callable[[], None]
+Detail = Callable[[], str]
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class ServiceSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     prepare: Hook | None = None
     after_start: Hook | None = None
+    # One line for ``bottega status`` (the model a server holds, say); must never raise.
+    detail: Detail | None = None
     startup_timeout_s: float = 60.0
     stop_timeout_s: float = 20.0
     description: str = ""

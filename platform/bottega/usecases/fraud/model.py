@@ -220,9 +220,18 @@ class FraudScorer(PythonModel):
         if self.module is None:
             raise ValueError("the rule baseline has no logits")
         x, cats = self.pre.transform(frame)
+        device = next(self.module.parameters()).device
         with torch.no_grad():
-            logits: NDArray[np.float64] = self.module(x, cats).double().numpy()
+            logits: NDArray[np.float64] = (
+                self.module(x.to(device), cats.to(device)).double().cpu().numpy()
+            )
         return logits
+
+    def to(self, device: str) -> FraudScorer:
+        """Move the torch module to ``device`` (``cpu``, ``cuda``); the rule table has none."""
+        if self.module is not None:
+            self.module = self.module.to(device)
+        return self
 
     def score(self, frame: pd.DataFrame) -> NDArray[np.float64]:
         """Calibrated fraud probabilities, one per row."""

@@ -1,0 +1,200 @@
+"""The model server's parts with fakes: the predict path, the swap, the shadow and the log."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from bottega.events import Prediction, Transaction
+from services.serving.app import build_app
+from services.serving.features import EntityRows
+from services.serving.lifecycle import ModelRefresher
+from services.serving.metrics import ServingMetrics
+from services.serving.models import LoadedModel, ModelSlots
+from services.serving.prediction_log import PredictionLog
+from services.serving.predictor import Predictor
+from services.serving.shadow import ShadowScorer
+
+CARD = {"txn_count_1h": 2, "amount_mean_7d": 40.0, "last_txn_epoch_s": None}
+BODY = {
+    "card_id": "c-1",
+    "merchant_id": "m-1",
+    "amount": 80.0,
+    "merchant_category": "grocery",
+    "country": "FR",
+    "card_country": "DE",
+}
+
+
+class Features:
+    def read(self, txns: Sequence[Transaction]) -> list[EntityRows]:
+        return [EntityRows(card=CARD if t.card_id == "c-1" else None, merchant=None) for t in txns]
+
+
+def model(
+    version: str, score: float = 0.25, fail: bool = False, alias: str = "champion"
+) -> LoadedModel:
+    def predict(frame: pd.DataFrame) -> Any:
+        if fail:
+            raise RuntimeError("boom")
+        return np.full(len(frame), score)
+
+    return LoadedModel("fraud-detector", version, alias, "registry", "cpu", predict)
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[Prediction] = []
+
+    def publish(self, event: Prediction) -> Any:
+        self.sent.append(event)
+
+        class Future:
+            def add_callback(self, fn: Any) -> None:
+                fn(None)
+
+            def add_errback(self, fn: Any) -> None:
+                pass
+
+        return Future()
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+def build(
+    slots: ModelSlots, producer: FakeProducer | None = None
+) -> tuple[TestClient, ServingMetrics, PredictionLog]:
+    metrics = ServingMetrics(CollectorRegistry())
+    fake = producer or FakeProducer()
+    log = PredictionLog(lambda: fake, metrics, capacity=100).start()  # type: ignore[arg-type,return-value]
+    shadow = ShadowScorer(log, metrics, threshold=0.5, capacity=10).start()
+    predictor = Predictor(Features(), slots, log, metrics, threshold=0.5, shadow=shadow)
+    app = build_app(predictor, slots, metrics, device="cpu", max_batch=4, max_body_bytes=2048)
+    return TestClient(app), metrics, log
+
+
+def wait(condition: Any, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_predict_scores_logs_the_features_and_uses_defaults_for_unknown_entities() -> None:
+    producer = FakeProducer()
+    client, metrics, _ = build(ModelSlots(champion=model("3")), producer)
+    answer = client.post("/predict", json=BODY).json()
+    assert answer["model_version"] == "3" and answer["decision"] == "approve"
+    assert answer["missing"] == ["merchant"]
+    wait(lambda: len(producer.sent) == 1)
+    logged = producer.sent[0]
+    assert logged.arm == "champion" and logged.features["txn_count_1h"] == 2.0
+    assert logged.features["country_mismatch"] == 1.0
+    assert logged.features["merchant_fraud_rate_30d"] == 0.005  # the documented default
+    value = metrics.missing_features.labels("merchant")._value.get()
+    assert value == 1
+
+
+def test_no_champion_is_a_503_and_bad_input_a_422_naming_the_field() -> None:
+    client, _, _ = build(ModelSlots())
+    assert client.post("/predict", json=BODY).status_code == 503
+    bad = client.post("/predict", json={**BODY, "amount": -1})
+    assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "amount"
+    big = client.post("/predict", content=b"{" + b" " * 4096 + b"}")
+    assert big.status_code == 413
+
+
+def test_a_failing_shadow_is_counted_and_never_reaches_the_answer() -> None:
+    producer = FakeProducer()
+    slots = ModelSlots(champion=model("3"), challenger=model("4", fail=True, alias="challenger"))
+    client, metrics, _ = build(slots, producer)
+    assert client.post("/predict", json=BODY).status_code == 200
+    wait(lambda: metrics.shadow.labels("failed")._value.get() == 1)
+    assert [p.arm for p in producer.sent] == ["champion"]
+
+
+def test_a_full_log_drops_and_counts_without_blocking() -> None:
+    metrics = ServingMetrics(CollectorRegistry())
+    log = PredictionLog(FakeProducer, metrics, capacity=2)  # type: ignore[arg-type]
+    event = Prediction(
+        transaction_id="00000000-0000-0000-0000-000000000001",  # type: ignore[arg-type]
+        card_id="c",
+        model_name="m",
+        model_version="1",
+        score=0.1,
+        threshold=0.5,
+        decision=False,
+        latency_ms=1.0,
+    )
+    assert [log.submit(event) for _ in range(3)] == [True, True, False]
+    assert metrics.prediction_log.labels("dropped")._value.get() == 1
+
+
+class Source:
+    def __init__(self) -> None:
+        self.current = {"champion": "1"}
+        self.up = True
+
+    def aliases(self) -> dict[str, str]:
+        if not self.up:
+            raise ConnectionError("mlflow is down")
+        return dict(self.current)
+
+    def load(self, version: str, alias: str) -> LoadedModel:
+        return model(version, alias=alias)
+
+    def load_cached(self, alias: str) -> LoadedModel | None:
+        return LoadedModel("fraud-detector", "1", alias, "cache", "cpu", lambda f: np.zeros(len(f)))
+
+
+def test_a_swap_leaves_a_request_in_flight_on_its_model() -> None:
+    slots = ModelSlots()
+    refresher = ModelRefresher(Source(), slots, ServingMetrics(CollectorRegistry()), shadow=True)
+    refresher.refresh("start")
+    started = slots.champion
+    assert started is not None and started.version == "1"
+    refresher.source.current = {"champion": "2"}  # type: ignore[attr-defined]
+    refresher.refresh("event")
+    assert started.version == "1" and slots.champion is not None and slots.champion.version == "2"
+
+
+def test_registry_down_at_start_serves_the_cache_degraded() -> None:
+    source = Source()
+    source.up = False
+    slots = ModelSlots()
+    ModelRefresher(source, slots, ServingMetrics(CollectorRegistry()), shadow=True).refresh("start")
+    assert slots.champion is not None and slots.champion.source == "cache" and slots.degraded
+
+
+def test_concurrent_refreshes_load_once() -> None:
+    loads = []
+
+    class Counting(Source):
+        def load(self, version: str, alias: str) -> LoadedModel:
+            loads.append(version)
+            time.sleep(0.05)
+            return super().load(version, alias)
+
+    slots = ModelSlots()
+    refresher = ModelRefresher(Counting(), slots, ServingMetrics(CollectorRegistry()), shadow=True)
+    threads = [threading.Thread(target=refresher.refresh, args=("poll",)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == ["1"]
+
+
+@pytest.mark.parametrize("payload", [{"transactions": []}, {"transactions": [BODY] * 5}])
+def test_batches_are_bounded(payload: dict[str, Any]) -> None:
+    client, _, _ = build(ModelSlots(champion=model("3")))
+    assert client.post("/predict_batch", json=payload).status_code == 422
