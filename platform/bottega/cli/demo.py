@@ -22,6 +22,9 @@ def demo(
     reports: Annotated[
         Path | None, typer.Option(help="Where to write the report (default: <home>/reports).")
     ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the whole result as JSON here.")
+    ] = None,
 ) -> None:
     """Bootstrap a champion if needed, replay baseline then fraud-ring, wait for the loop to
     close, and print its timeline; the report lands under .bottega/reports/."""
@@ -42,6 +45,8 @@ def demo(
                 console=console,
                 reports_dir=reports or settings.home / "reports",
             )
+        if json_out is not None:
+            json_out.write_text(json.dumps(result.to_dict(), indent=2, default=str))
         table = Table(title="the loop")
         for column in ("step", "wall (s)", "simulated", "detail"):
             table.add_column(column)

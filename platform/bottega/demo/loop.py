@@ -73,6 +73,24 @@ class DemoResult:
     figures: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
 
+    def to_dict(self) -> dict[str, object]:
+        """The result as plain values (``bottega demo --json``)."""
+        return {
+            "calm": self.calm.to_dict(),
+            "drifting": self.drifting.to_dict(),
+            "moments": [m.to_dict() for m in self.timeline.moments],
+            "alerts": [a.__dict__ for a in self.timeline.alerts],
+            "runs": self.timeline.runs,
+            "quality": {v: q.to_dict() for v, q in self.timeline.quality.items()},
+            "champion_before": self.champion_before,
+            "champion_after": self.champion_after,
+            "new_version": self.timeline.new_version,
+            "false_alarm_runs": self.false_alarm_runs,
+            "figures": self.figures,
+            "report": str(self.report) if self.report else None,
+            "loop_closed": self.loop_closed,
+        }
+
     @property
     def loop_closed(self) -> bool:
         """A new champion answered on the drifted regime."""
@@ -88,7 +106,7 @@ def champion_version(settings: BottegaSettings) -> str | None:
 def check_stack(settings: BottegaSettings) -> None:
     """Every service the demo talks to answers; else one line that says what to do."""
     for name, url in (
-        ("serving", f"{settings.serving.url}/readyz"),
+        ("serving", f"{settings.serving.url}/livez"),
         ("trainer", f"{settings.trainer.url}/livez"),
         ("monitor", f"{settings.monitor.url}/livez"),
         ("prometheus", f"{settings.prometheus.url}/-/ready"),
@@ -99,6 +117,22 @@ def check_stack(settings: BottegaSettings) -> None:
             ok = False
         if not ok:
             raise DemoError(f"{name} is not ready at {url}", hint="start the stack: make up")
+
+
+def wait_until_serving(settings: BottegaSettings, timeout_s: float = 180.0) -> None:
+    """Wait for the model server to hold a champion (its readiness)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{settings.serving.url}/readyz", timeout=5.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(2.0)
+    raise DemoError(
+        f"the model server at {settings.serving.url} did not load the champion in {timeout_s:.0f}s",
+        hint="bottega logs serving",
+    )
 
 
 def bootstrap(settings: BottegaSettings, options: DemoOptions, console: Console) -> str:
@@ -158,11 +192,14 @@ def run_demo(
     """The whole demo; see the module's docstring."""
     check_stack(settings)
     before = bootstrap(settings, options, console)
+    wait_until_serving(settings)
     replay = ReplayOptions(speed=options.speed, concurrency=options.concurrency)
     console.rule(f"calm: {options.calm}")
     calm = replay_scenario(
         settings, options.calm, replay, stop=stop, console=console, duration=options.duration
     )
+    if stop.is_set():
+        raise KeyboardInterrupt
     false_alarms = [r for r in trainer_runs(settings.trainer.url) if _after(r, calm.wall_started)]
     if false_alarms:
         console.print(f"[red]the calm replay started {len(false_alarms)} retraining run(s)[/]")
@@ -175,6 +212,8 @@ def run_demo(
         console=console,
         duration=options.duration,
     )
+    if stop.is_set():
+        raise KeyboardInterrupt
     runs = wait_for_loop(settings, drifting.wall_started, options.loop_timeout_s, console)
     timeline = build_timeline(
         drifting,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,8 @@ from bottega.usecases.fraud.features.request import (
 )
 
 ModelKind = Literal["rules", "logreg", "mlp"]
+# A frame, or plain columns: feature name to one value per row (what the model server builds).
+Columns: TypeAlias = pd.DataFrame | Mapping[str, Sequence[Any]]
 MODEL_KINDS: tuple[ModelKind, ...] = ("rules", "logreg", "mlp")
 
 # Heavy-tailed, non-negative features: scaled with log1p before standardisation.
@@ -58,6 +60,8 @@ class Preprocessor:
     means: dict[str, float] = field(default_factory=dict)
     stds: dict[str, float] = field(default_factory=dict)
     vocab: dict[str, dict[str, int]] = field(default_factory=dict)
+    _mean_array: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
+    _std_array: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def fit(cls, frame: pd.DataFrame) -> Preprocessor:
@@ -68,8 +72,8 @@ class Preprocessor:
             for name in CATEGORICAL_FEATURES
         }
         return cls(
-            means={k: float(numeric[k].mean()) for k in NUMERIC_FEATURES},
-            stds={k: float(numeric[k].std(ddof=0)) or 1.0 for k in NUMERIC_FEATURES},
+            means={k: float(numeric[:, j].mean()) for j, k in enumerate(NUMERIC_FEATURES)},
+            stds={k: float(numeric[:, j].std()) or 1.0 for j, k in enumerate(NUMERIC_FEATURES)},
             vocab=vocab,
         )
 
@@ -77,35 +81,49 @@ class Preprocessor:
         """Embedding table sizes, the unknown slot included."""
         return [len(self.vocab[name]) + 1 for name in CATEGORICAL_FEATURES]
 
-    def transform(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
-        """(numeric float32 matrix, categorical int64 indices)."""
-        missing = [name for name in MODEL_FEATURES if name not in frame.columns]
+    def transform(self, frame: Columns) -> tuple[torch.Tensor, torch.Tensor]:
+        """(numeric float32 matrix, categorical int64 indices).
+
+        Column by column in numpy, with no per-row pandas work: the model server calls this for
+        every request, often with one row, where pandas' per-call overhead would dominate.
+        """
+        missing = [name for name in MODEL_FEATURES if name not in frame]
         if missing:
             raise ValueError(f"missing model features: {', '.join(missing)}")
-        numeric = _scaled(frame)
-        x = np.stack(
-            [
-                (numeric[k].to_numpy(np.float64) - self.means[k]) / self.stds[k]
-                for k in NUMERIC_FEATURES
-            ],
-            axis=1,
-        ).astype(np.float32)
-        cats = np.stack(
-            [
-                frame[name].astype(str).map(self.vocab[name]).fillna(0).to_numpy(np.int64)
-                for name in CATEGORICAL_FEATURES
-            ],
-            axis=1,
-        )
+        if self._mean_array is None or self._std_array is None:
+            self._mean_array = np.array([self.means[k] for k in NUMERIC_FEATURES])
+            self._std_array = np.array([self.stds[k] for k in NUMERIC_FEATURES])
+        x = ((_scaled(frame) - self._mean_array) / self._std_array).astype(np.float32)
+        cats = np.empty((_length(frame), len(CATEGORICAL_FEATURES)), dtype=np.int64)
+        for j, name in enumerate(CATEGORICAL_FEATURES):
+            vocab = self.vocab[name]
+            cats[:, j] = [vocab.get(str(v), 0) for v in frame[name]]
         return torch.from_numpy(x), torch.from_numpy(cats)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The cached arrays are derived: pickles (the MLflow model) hold only the statistics.
+        return {"means": self.means, "stds": self.stds, "vocab": self.vocab}
 
-def _scaled(frame: pd.DataFrame) -> pd.DataFrame:
-    out = {}
-    for name in NUMERIC_FEATURES:
-        values = pd.to_numeric(frame[name], errors="coerce").fillna(0.0).astype(np.float64)
-        out[name] = np.log1p(values.clip(lower=0.0)) if name in LOG_SCALED else values
-    return pd.DataFrame(out)
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.means, self.stds, self.vocab = state["means"], state["stds"], state["vocab"]
+        self._mean_array = self._std_array = None
+
+
+def _length(frame: Columns) -> int:
+    return len(frame[MODEL_FEATURES[0]])
+
+
+def _scaled(frame: Columns) -> NDArray[np.float64]:
+    """The numeric features as a float matrix: non-numbers and missing values are 0, and the
+    heavy-tailed ones go through ``log1p`` (negatives clipped to 0 first)."""
+    out = np.empty((_length(frame), len(NUMERIC_FEATURES)), dtype=np.float64)
+    for j, name in enumerate(NUMERIC_FEATURES):
+        column = np.asarray(frame[name])
+        if column.dtype.kind not in "fiub":
+            column = pd.to_numeric(pd.Series(column), errors="coerce").to_numpy()
+        values = np.nan_to_num(column.astype(np.float64), nan=0.0, posinf=np.inf, neginf=-np.inf)
+        out[:, j] = np.log1p(np.clip(values, 0.0, None)) if name in LOG_SCALED else values
+    return out
 
 
 class LogisticModule(nn.Module):
@@ -215,7 +233,7 @@ class FraudScorer(PythonModel):
         self.rule_rates = list(rule_rates)
         self.calibration = calibration
 
-    def logits(self, frame: pd.DataFrame) -> NDArray[np.float64]:
+    def logits(self, frame: Columns) -> NDArray[np.float64]:
         """The module's raw logits (before calibration)."""
         if self.module is None:
             raise ValueError("the rule baseline has no logits")
@@ -233,9 +251,11 @@ class FraudScorer(PythonModel):
             self.module = self.module.to(device)
         return self
 
-    def score(self, frame: pd.DataFrame) -> NDArray[np.float64]:
+    def score(self, frame: Columns) -> NDArray[np.float64]:
         """Calibrated fraud probabilities, one per row."""
-        if len(frame) == 0:
+        if not isinstance(frame, pd.DataFrame) and self.kind == "rules":
+            frame = pd.DataFrame(frame)
+        if _length(frame) == 0:
             return np.zeros(0)
         if self.kind == "rules":
             fired = np.minimum(rules_fired(frame), len(self.rule_rates) - 1)
@@ -243,6 +263,10 @@ class FraudScorer(PythonModel):
         a, b = self.calibration
         z = a * self.logits(frame) + b
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+    def score_records(self, records: Sequence[Mapping[str, Any]]) -> NDArray[np.float64]:
+        """``score`` on rows given as mappings (``request_features``' output), without pandas."""
+        return self.score({name: [r[name] for r in records] for name in MODEL_FEATURES})
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None

@@ -76,3 +76,51 @@ def test_predict_is_score_and_ignores_extra_columns() -> None:
     np.testing.assert_array_equal(
         scorer.predict(None, extra), scorer.score(rows[list(MODEL_FEATURES)])
     )
+
+
+def test_the_numpy_transform_matches_the_pandas_definition() -> None:
+    # The definition the first models were trained with, in plain pandas.
+    from bottega.usecases.fraud.model import LOG_SCALED
+
+    train = frame(200, seed=1)
+    pre = Preprocessor.fit(train)
+    rows = frame(50, seed=2)
+    rows.loc[0, "txn_count_1h"] = -3.0  # clipped to 0 before log1p
+    rows["amount_sum_1h"] = rows["amount_sum_1h"].astype(object)
+    rows.loc[1, "amount_sum_1h"] = None  # missing: 0
+    rows.loc[2, "amount_sum_1h"] = "not a number"  # coerced: 0
+    rows.loc[3, "country"] = None  # unknown category
+    expected = []
+    for name in NUMERIC_FEATURES:
+        values = pd.to_numeric(rows[name], errors="coerce").fillna(0.0).astype(np.float64)
+        scaled = np.log1p(values.clip(lower=0.0)) if name in LOG_SCALED else values
+        expected.append((scaled.to_numpy() - pre.means[name]) / pre.stds[name])
+    x, cats = pre.transform(rows)
+    np.testing.assert_allclose(x.numpy(), np.stack(expected, axis=1), rtol=1e-6, atol=1e-6)
+    for j, name in enumerate(CATEGORICAL_FEATURES):
+        want = rows[name].astype(str).map(pre.vocab[name]).fillna(0).to_numpy(np.int64)
+        assert cats[:, j].tolist() == want.tolist()
+
+
+def test_a_pickled_preprocessor_keeps_only_its_statistics() -> None:
+    import pickle
+
+    pre = Preprocessor.fit(frame(100))
+    before = pre.transform(frame(5))[0]
+    restored = pickle.loads(pickle.dumps(pre))
+    assert set(pre.__getstate__()) == {"means", "stds", "vocab"}
+    torch.testing.assert_close(restored.transform(frame(5))[0], before)
+
+
+@pytest.mark.parametrize("kind", ["rules", "mlp"])
+def test_scoring_records_matches_scoring_a_frame(kind: str) -> None:
+    train = frame(300)
+    y = (train["amount_to_mean_7d"] > 4).astype(np.int64).to_numpy()
+    pre = Preprocessor.fit(train)
+    if kind == "rules":
+        scorer = FraudScorer("rules", pre, rule_rates=fit_rules(train, y))
+    else:
+        scorer = FraudScorer("mlp", pre, module=build_module("mlp", pre))
+    rows = frame(7, seed=3)
+    records = rows[list(MODEL_FEATURES)].to_dict(orient="records")
+    np.testing.assert_allclose(scorer.score_records(records), scorer.score(rows), rtol=1e-12)
