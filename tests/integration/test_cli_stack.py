@@ -15,12 +15,23 @@ import pytest
 
 from .conftest import free_ports
 
-SERVICES = ("kafka", "mlflow", "alertmanager", "prometheus", "ingest", "monitor", "trainer")
+SERVICES = (
+    "kafka",
+    "mlflow",
+    "alertmanager",
+    "prometheus",
+    "ingest",
+    "monitor",
+    "trainer",
+    "serving",
+)
 
 
 @pytest.fixture()
 def cli_env(project_root: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
-    kafka, controller, mlflow, prometheus, alertmanager, ingest, monitor, trainer = free_ports(8)
+    kafka, controller, mlflow, prometheus, alertmanager, ingest, monitor, trainer, serving = (
+        free_ports(9)
+    )
     env = {
         **os.environ,
         "MODE": "local",
@@ -34,6 +45,7 @@ def cli_env(project_root: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
         "BOTTEGA_INGEST__PORT": str(ingest),
         "BOTTEGA_MONITOR__PORT": str(monitor),
         "BOTTEGA_TRAINER__PORT": str(trainer),
+        "BOTTEGA_SERVING__PORT": str(serving),
         "BOTTEGA_STACK__KAFKA_LIBS_DIR": str(project_root / ".bottega" / "lib" / "kafka"),
         "COLUMNS": "200",
     }
@@ -58,7 +70,7 @@ def test_up_status_up_down(cli_env: dict[str, str]) -> None:
     started = bottega(cli_env, "up")
     assert started.returncode == 0, started.stderr + started.stdout
     assert (
-        "started kafka, mlflow, alertmanager, prometheus, ingest, monitor, trainer"
+        "started kafka, mlflow, alertmanager, prometheus, ingest, monitor, trainer, serving"
         in started.stdout
     )
     records = pid_records(home)
@@ -82,6 +94,8 @@ def test_up_status_up_down(cli_env: dict[str, str]) -> None:
     assert len(rows) == len(SERVICES) and all("healthy" in row for row in rows)
     assert f"http://127.0.0.1:{cli_env['BOTTEGA_MLFLOW__PORT']}" in status.stdout
     assert str(records["kafka"]["pid"]) in status.stdout
+    # A fresh stack has no champion: the model server is up and says what it waits for.
+    assert "waiting for a champion" in next(row for row in rows if "serving" in row)
 
     stopped = bottega(cli_env, "down")
     assert stopped.returncode == 0, stopped.stderr
