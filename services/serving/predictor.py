@@ -13,11 +13,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
-
 from bottega.errors import BottegaError
 from bottega.events import Prediction
-from bottega.usecases.fraud.features.request import MODEL_FEATURES, request_features
+from bottega.usecases.fraud.features.request import request_features
 from services.serving.features import FeatureReader
 from services.serving.metrics import ServingMetrics
 from services.serving.models import ModelSlots
@@ -92,9 +90,8 @@ class Predictor:
                 self._missing[entity].inc()
         featured = time.perf_counter()
 
-        frame = pd.DataFrame.from_records(rows, columns=list(MODEL_FEATURES))
         try:
-            scores = model.score(frame)
+            scores = model.score_records(rows)
         except Exception as exc:
             log.exception("the champion failed", extra={"version": model.version})
             raise ModelFailed(f"model v{model.version} failed: {exc!r}") from None
@@ -113,6 +110,9 @@ class Predictor:
             self.metrics.predictions.labels(model.version, decision).inc()
             self.log.submit(
                 Prediction(
+                    # The scored transaction's time: the monitor's windows run on event time,
+                    # which a replay simulates.
+                    event_time=txn.event_time,
                     transaction_id=txn.event_id,
                     card_id=txn.card_id,
                     model_name=model.name,

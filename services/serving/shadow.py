@@ -17,10 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from bottega.events import Prediction, Transaction
-from bottega.usecases.fraud.features.request import MODEL_FEATURES
 from services.serving.metrics import ServingMetrics
 from services.serving.models import LoadedModel
 from services.serving.prediction_log import PredictionLog
@@ -95,13 +92,13 @@ class ShadowScorer:
 
     def _score(self, job: ShadowJob) -> None:
         started = time.perf_counter()
-        frame = pd.DataFrame.from_records(list(job.features), columns=list(MODEL_FEATURES))
-        scores = job.model.score(frame)
+        scores = job.model.score_records(list(job.features))
         elapsed_ms = (time.perf_counter() - started) * 1000.0 / max(len(job.txns), 1)
         for txn, features, score in zip(job.txns, job.features, scores, strict=True):
             value = min(max(float(score), 0.0), 1.0)
             self._log.submit(
                 Prediction(
+                    event_time=txn.event_time,
                     transaction_id=txn.event_id,
                     card_id=txn.card_id,
                     model_name=job.model.name,
