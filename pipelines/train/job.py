@@ -37,7 +37,14 @@ from bottega.usecases.fraud.features.request import MODEL_FEATURES
 from bottega.usecases.fraud.metrics import evaluate
 from bottega.usecases.fraud.store import FraudFeatureStore
 from pipelines.train.config import TrainConfig
-from pipelines.train.data import Split, default_end, fingerprint, load_window, time_split
+from pipelines.train.data import (
+    JUST_AFTER,
+    Split,
+    default_end,
+    fingerprint,
+    load_window,
+    time_split,
+)
 from pipelines.train.fit import EpochHook, fit, labels_of
 from pipelines.train.plots import write_plots
 
@@ -88,6 +95,17 @@ def holdout_metrics(split: Split, scores: np.ndarray) -> dict[str, float]:
     return evaluate(labels_of(split.holdout), scores, oracle if known else None)
 
 
+def labels_cutoff(fs: FraudFeatureStore) -> datetime:
+    """The default label cut-off: now, or just after the newest stored label if that is later.
+
+    Under a replay the simulated clock can run ahead of the wall clock; a cut-off at the wall
+    clock's now would then hide every replayed label.
+    """
+    now = datetime.now(UTC)
+    newest = fs.newest_label_time()
+    return max(now, newest + JUST_AFTER) if newest is not None else now
+
+
 def train(
     settings: BottegaSettings,
     config: TrainConfig,
@@ -101,7 +119,7 @@ def train(
     fs = fs or FraudFeatureStore(settings)
     end = config.end or default_end(fs)
     start = end - config.window
-    labels_as_of = config.labels_as_of or datetime.now(UTC)
+    labels_as_of = config.labels_as_of or labels_cutoff(fs)
     frame = load_window(fs, start, end, labels_as_of)
     split = time_split(frame, config.val_fraction, config.holdout_fraction)
     digest = fingerprint(frame)
@@ -144,8 +162,11 @@ def train(
         )
         mlflow.log_dict(metrics, "metrics/holdout.json")
         with tempfile.TemporaryDirectory() as tmp:
-            reference = split.train.sample(
-                n=min(config.reference_rows, len(split.train)), random_state=config.seed
+            # The drift reference comes from the newest rows, the holdout: slow features (7-day
+            # counts, 30-day merchant rates) are still filling up in older history, and the
+            # monitor compares the reference with what is served now.
+            reference = split.holdout.sample(
+                n=min(config.reference_rows, len(split.holdout)), random_state=config.seed
             )[[*MODEL_FEATURES, "is_fraud"]].copy()
             reference["score"] = result.scorer.score(reference)
             reference_path = Path(tmp) / "reference.parquet"

@@ -41,3 +41,22 @@ def test_the_fingerprint_changes_with_any_label() -> None:
     flipped.loc[7, "is_fraud"] = not flipped.loc[7, "is_fraud"]
     assert fingerprint(frame) == fingerprint(frame.copy())
     assert fingerprint(frame) != fingerprint(flipped)
+
+
+def test_the_label_cutoff_follows_a_simulated_clock_ahead_of_the_wall() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pipelines.train.job import labels_cutoff
+
+    class Store:
+        def __init__(self, newest: datetime | None) -> None:
+            self.newest = newest
+
+        def newest_label_time(self) -> datetime | None:
+            return self.newest
+
+    ahead = datetime.now(UTC) + timedelta(days=3)
+    assert labels_cutoff(Store(ahead)) > ahead  # type: ignore[arg-type]
+    before = datetime.now(UTC)
+    assert labels_cutoff(Store(None)) >= before  # type: ignore[arg-type]
+    assert labels_cutoff(Store(before - timedelta(days=400))) >= before  # type: ignore[arg-type]

@@ -242,6 +242,14 @@ class FraudFeatureStore:
         value: datetime = newest.as_py()
         return value
 
+    def newest_label_time(self) -> datetime | None:
+        """When the newest stored label arrived (its event time), or None when there is none."""
+        newest = self.labels.query("SELECT max(label_time) AS m FROM t")["m"][0]
+        if not newest.is_valid:
+            return None
+        value: datetime = newest.as_py()
+        return value
+
     def _seed_devices(self, aggregator: CardAggregator) -> None:
         # A card quiet for longer than the replayed span keeps its last device, so the next
         # transaction's device_changed matches what the stored row says.
