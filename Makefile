@@ -12,7 +12,7 @@ SETUP_STAMP := $(VENV)/.setup-stamp
 KAFKA_STAMP := $(KAFKA_LIBS)/.stamp
 PYTEST_ARGS ?=
 
-.PHONY: help setup lock up down status logs test test-unit test-integration test-model bootstrap lint fmt bench clean doctor
+.PHONY: help setup lock up down status logs test test-unit test-integration test-model bootstrap demo replay lint fmt bench clean doctor
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -92,3 +92,10 @@ bench-%: setup ## Run one benchmark, e.g. make bench-bus
 
 clean: down ## Stop the stack and delete local state (.bottega/), keeping the Kafka jars
 	find $(STATE) -mindepth 1 -maxdepth 1 ! -name lib -exec rm -rf {} +
+
+demo: setup ## Launch the stack, bootstrap a champion, replay baseline then fraud-ring, report the loop
+	@$(BOTTEGA) up
+	$(BOTTEGA) demo
+
+replay: setup ## Replay a scenario against the running stack: make replay SCENARIO=fraud-ring
+	$(BOTTEGA) replay --scenario scenarios/$(or $(SCENARIO),baseline).yaml
