@@ -10,10 +10,39 @@ import httpx
 from rich.console import Console
 
 from bottega.bus import Producer
+from bottega.errors import BottegaError
 from bottega.replay.display import AlertWatch, Progress
 from bottega.replay.player import Player, ReplayOptions, ReplayStats
 from bottega.replay.session import plan
 from bottega.settings import BottegaSettings
+
+
+class ReplayError(BottegaError):
+    """The stack cannot take a replay."""
+
+
+def check_serving(settings: BottegaSettings) -> None:
+    """The model server answers and holds a champion; else one line that says what to do."""
+    url = f"{settings.serving.url}/readyz"
+    try:
+        ready = httpx.get(url, timeout=5.0).status_code == 200
+    except httpx.HTTPError:
+        ready = False
+    if not ready:
+        raise ReplayError(
+            f"the model server is not ready at {url}",
+            hint="start the stack (make up) and give it a champion (bottega bootstrap)",
+        )
+
+
+def _producer(settings: BottegaSettings) -> Producer:
+    try:
+        return Producer(settings.kafka, client_id="bottega-replay", bootstrap_timeout_ms=10_000)
+    except Exception as exc:  # noqa: BLE001  (kafka-python raises many unrelated types)
+        raise ReplayError(
+            f"Kafka is unreachable at {settings.kafka.bootstrap_servers}: {exc!r}",
+            hint="start the stack: make up",
+        ) from None
 
 
 def replay_scenario(
@@ -27,6 +56,8 @@ def replay_scenario(
     duration: timedelta | None = None,
 ) -> ReplayStats:
     """Play ``scenario`` from where the feature store's history ends, with a progress display."""
+    if options.predict:
+        check_serving(settings)
     planned = plan(settings, scenario, start=start, duration=duration)
     console.print(
         f"replaying [bold]{planned.scenario.name}[/] from {planned.start:%Y-%m-%d %H:%M} "
@@ -43,7 +74,7 @@ def replay_scenario(
         else None
     )
     try:
-        with Producer(settings.kafka, client_id="bottega-replay") as producer:
+        with _producer(settings) as producer:
             player = Player(
                 planned.simulator.events(), stats, options, publisher=producer, client=client
             )

@@ -195,3 +195,15 @@ def test_the_oracle_is_scored_window_by_window() -> None:
     assert stats.oracle[0].start == T0 and stats.oracle[1].start == T0 + timedelta(hours=2)
     # Every event has the same probability: the oracle ranks no better than the fraud rate.
     assert stats.oracle[0].pr_auc == pytest.approx(0.25)
+
+
+def test_a_replay_against_a_stack_that_is_down_fails_with_one_line(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bottega.replay.run import ReplayError, check_serving
+    from bottega.settings import BottegaSettings
+
+    settings = BottegaSettings(_env_file=None, home=tmp_path, serving={"port": 1})  # type: ignore[call-arg]
+    with pytest.raises(ReplayError, match="model server is not ready") as caught:
+        check_serving(settings)
+    assert caught.value.hint and "make up" in caught.value.hint
