@@ -184,6 +184,22 @@ def service_process(
             proc.wait(timeout=10)
 
 
+@contextmanager
+def private_mlflow(project_root: Path, home: Path) -> Iterator[StackSettings]:
+    """An MLflow server of its own, on a free port, stopped after the block (a failure too).
+
+    ``fraud-detector`` is one registered model per server: tests that reason about "the first
+    champion" or "the champion" need a registry no other test module writes to.
+    """
+    settings = make_stack_settings(project_root, home)
+    runner = build_local_stack(settings)
+    try:
+        runner.up(["mlflow"])
+        yield settings
+    finally:
+        runner.down(["mlflow"])
+
+
 @pytest.fixture(scope="session")
 def served(
     stack: LocalStack,
@@ -191,9 +207,12 @@ def served(
     project_root: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Served]:
-    """A model server with its own feature store and ingest, over the session's Kafka and MLflow,
+    """A model server with its own feature store, ingest and MLflow, over the session's Kafka,
     serving a freshly trained champion (see ``serving_stack``)."""
-    settings = serving_settings(
-        stack_settings, tmp_path_factory.mktemp("serving-home"), free_ports(2)
-    )
-    yield from served_stack(settings, project_root)
+    with private_mlflow(project_root, tmp_path_factory.mktemp("serving-mlflow")) as own:
+        settings = serving_settings(
+            stack_settings.model_copy(update={"mlflow": own.mlflow}),
+            tmp_path_factory.mktemp("serving-home"),
+            free_ports(2),
+        )
+        yield from served_stack(settings, project_root)

@@ -37,6 +37,7 @@ from bottega.usecases.fraud.store import FraudFeatureStore
 from pipelines.train.config import TrainConfig
 from pipelines.train.data import TrainingDataError, default_end
 from pipelines.train.job import train
+from tests.integration.conftest import private_mlflow
 
 NAME = MODEL_NAMES["fraud"]
 
@@ -68,26 +69,28 @@ def lifecycle(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Lifecycle]:
     home = tmp_path_factory.mktemp("lifecycle-home")
-    settings = BottegaSettings(  # type: ignore[call-arg]
-        _env_file=None,
-        project_root=project_root,
-        home=home,
-        kafka=stack_settings.kafka,
-        mlflow=stack_settings.mlflow,
-    )
-    env = {
-        **os.environ,
-        **settings.to_env(),
-        "BOTTEGA_ENV_FILE": str(home / "no.env"),
-        "PYTHONPATH": os.pathsep.join([str(project_root / "platform"), str(project_root)]),
-        "COLUMNS": "200",
-    }
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    try:
-        yield Lifecycle(env, settings, MlflowRegistry(settings.mlflow_tracking_uri))
-    finally:
-        mlflow.set_tracking_uri(previous)
+    # A registry of its own: these tests reason about the first champion and its successors.
+    with private_mlflow(project_root, tmp_path_factory.mktemp("lifecycle-mlflow")) as own:
+        settings = BottegaSettings(  # type: ignore[call-arg]
+            _env_file=None,
+            project_root=project_root,
+            home=home,
+            kafka=stack_settings.kafka,
+            mlflow=own.mlflow,
+        )
+        env = {
+            **os.environ,
+            **settings.to_env(),
+            "BOTTEGA_ENV_FILE": str(home / "no.env"),
+            "PYTHONPATH": os.pathsep.join([str(project_root / "platform"), str(project_root)]),
+            "COLUMNS": "200",
+        }
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        try:
+            yield Lifecycle(env, settings, MlflowRegistry(settings.mlflow_tracking_uri))
+        finally:
+            mlflow.set_tracking_uri(previous)
 
 
 def test_bootstrap_ends_with_a_champion(lifecycle: Lifecycle) -> None:
