@@ -184,15 +184,11 @@ def test_a_dependency_is_ready_and_set_up_before_its_dependent_starts(tmp_path: 
 
 
 def test_kafka_storage_formats_with_a_cluster_id_that_starts_with_a_dash(
-    tmp_path: Path, project_root: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, project_root: Path
 ) -> None:
-    import uuid
-
     from bottega.stack import services
     from bottega.stack.settings import StackSettings
 
-    # 0xF8 encodes as "-" first in URL-safe base64: one fresh cluster id in 64 looks like this.
-    monkeypatch.setattr(services.uuid, "uuid4", lambda: uuid.UUID(bytes=b"\xf8" + bytes(15)))
     project = StackSettings(project_root=project_root)  # type: ignore[call-arg]
     settings = StackSettings(  # type: ignore[call-arg]
         project_root=project_root,
@@ -201,7 +197,8 @@ def test_kafka_storage_formats_with_a_cluster_id_that_starts_with_a_dash(
         kafka={"port": free_ports(1)[0], "controller_port": free_ports(1)[0]},
         stack=project.stack.model_copy(update={"kafka_libs_dir": project.kafka_libs_dir}),
     )
-    spec = services.kafka_service(settings)
+    # One fresh cluster id in 64 starts with "-", as this one does.
+    spec = services.kafka_service(settings, cluster_id=lambda: "-AAAAAAAAAAAAAAAAAAAAA")
     assert spec.prepare is not None
     spec.prepare()
     meta = (tmp_path / "kafka").rglob("meta.properties")

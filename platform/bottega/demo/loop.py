@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +177,6 @@ def wait_for_loop(
 
 
 def _after(run: dict[str, Any], since: float) -> bool:
-    from datetime import datetime
-
     received = run.get("received_at")
     return bool(received) and datetime.fromisoformat(str(received)).timestamp() >= since
 

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from string import Template
 
 from bottega.auth import ensure_trainer_token
@@ -87,8 +88,18 @@ def kafka_version(settings: StackSettings) -> str:
     return pom[start : pom.index("</kafka.version>", start)].strip()
 
 
-def kafka_service(settings: StackSettings) -> ServiceSpec:
-    """A single KRaft broker-and-controller, run from its Maven Central jars."""
+def new_cluster_id() -> str:
+    """A fresh KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def kafka_service(
+    settings: StackSettings, *, cluster_id: Callable[[], str] = new_cluster_id
+) -> ServiceSpec:
+    """A single KRaft broker-and-controller, run from its Maven Central jars.
+
+    ``cluster_id`` names the storage on its first start.
+    """
     kafka = settings.kafka
     state = settings.home / "kafka"
     config_path = state / "server.properties"
@@ -126,12 +137,11 @@ def kafka_service(settings: StackSettings) -> ServiceSpec:
         if not (data_dir / "meta.properties").exists():
             # First start: format the storage with a fresh cluster id. One id in 64 starts with
             # "-", which the tool's parser would read as an option: pass it as --cluster-id=ID.
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             spawn_and_wait(
                 java_command(
                     KAFKA_STORAGE_TOOL,
                     "format",
-                    f"--cluster-id={cluster_id}",
+                    f"--cluster-id={cluster_id()}",
                     "-c",
                     str(config_path),
                 ),

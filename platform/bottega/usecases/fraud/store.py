@@ -236,19 +236,11 @@ class FraudFeatureStore:
 
     def newest_transaction_time(self) -> datetime | None:
         """Event time of the newest stored transaction, or None when there is none."""
-        newest = self.transactions.query("SELECT max(event_timestamp) AS m FROM t")["m"][0]
-        if not newest.is_valid:
-            return None
-        value: datetime = newest.as_py()
-        return value
+        return _newest(self.transactions, "event_timestamp")
 
     def newest_label_time(self) -> datetime | None:
         """When the newest stored label arrived (its event time), or None when there is none."""
-        newest = self.labels.query("SELECT max(label_time) AS m FROM t")["m"][0]
-        if not newest.is_valid:
-            return None
-        value: datetime = newest.as_py()
-        return value
+        return _newest(self.labels, "label_time")
 
     def _seed_devices(self, aggregator: CardAggregator) -> None:
         # A card quiet for longer than the replayed span keeps its last device, so the next
@@ -281,6 +273,14 @@ class FraudFeatureStore:
         return [
             {name: values[i] for name, values in response.items()} for i in range(len(card_ids))
         ]
+
+
+def _newest(table: ParquetTable, column: str) -> datetime | None:
+    newest = table.query(f"SELECT max({column}) AS m FROM t")["m"][0]
+    if not newest.is_valid:
+        return None
+    value: datetime = newest.as_py()
+    return value
 
 
 def transaction_from_row(record: dict[str, Any]) -> Transaction:
