@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         "--end",
         type=_utc_time,
         default=None,
-        help="ISO-8601 end of the history; without a zone it is UTC (default: now)",
+        help="ISO-8601 end of the history; without a zone it is UTC (default: the last time "
+        "before now with the scenario's time of day, where a replay of it begins)",
     )
     parser.add_argument(
         "--allow-existing",

@@ -17,7 +17,7 @@ from pathlib import Path
 from bottega.errors import ConfigError
 from bottega.events import Label, Transaction
 from bottega.usecases.fraud.merchants import refresh_merchant_features
-from bottega.usecases.fraud.scenario import load_scenario
+from bottega.usecases.fraud.scenario import aligned_end, load_scenario
 from bottega.usecases.fraud.simulator import SimulatedEvent, Simulator
 from bottega.usecases.fraud.store import FraudFeatureStore, aggregate_batch, newest_per_card
 from bottega.usecases.fraud.tables import BACKFILL, Source
@@ -52,10 +52,16 @@ def backfill(
     end: datetime | None = None,
     allow_existing: bool = False,
 ) -> BackfillReport:
-    """Write ``days`` of history ending at ``end`` (default: now, to the minute)."""
+    """Write ``days`` of history ending at ``end``.
+
+    By default the history ends at the last moment before now with the scenario's time of day
+    (its ``start`` plus whole days), which is where a replay of a scenario laid out like it
+    begins: the replay then continues the history without a gap.
+    """
     if days <= 0:
         raise ConfigError(f"days must be positive, got {days}")
-    end = (end or datetime.now(UTC)).replace(second=0, microsecond=0)
+    scenario = load_scenario(scenario_path)
+    end = (end or aligned_end(scenario.start, datetime.now(UTC))).replace(second=0, microsecond=0)
     start = end - timedelta(days=days)
     fs.apply()
     existing = fs.transactions.query("SELECT count(*) AS n FROM t")["n"][0].as_py()
@@ -67,7 +73,6 @@ def backfill(
     recovery = fs.recover()
     aggregator = recovery.aggregator
 
-    scenario = load_scenario(scenario_path)
     simulator = Simulator(scenario, start=start, until=end)
     chunk: list[tuple[Transaction, Source]] = []
     oracle: list[SimulatedEvent] = []

@@ -44,7 +44,7 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(default=1e-5, ge=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    reference_rows: int = Field(default=2000, ge=10)
+    reference_rows: int = Field(default=5000, ge=10)
     shuffle_labels: bool = Field(
         default=False, description="Train on shuffled labels: a deliberately bad model, for tests."
     )

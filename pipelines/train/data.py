@@ -101,6 +101,24 @@ def time_split(frame: pd.DataFrame, val_fraction: float, holdout_fraction: float
     return split
 
 
+REFERENCE_SPAN = timedelta(days=1)
+
+
+def reference_rows(split: Split, rows: int, seed: int) -> pd.DataFrame:
+    """The drift reference: a sample of the newest day of rows that the model was not fitted on.
+
+    The newest rows, because slow features (7-day counts, 30-day merchant rates) are still
+    filling up in older history, and the monitor compares the reference with what is served
+    now. A whole day, because traffic has a daily cycle: a reference that holds only some hours
+    (the holdout alone may be half a day) makes every window from the other hours look drifted.
+    Validation and holdout rows only, so the reference's scores are out of sample.
+    """
+    unseen = pd.concat([split.val, split.holdout], ignore_index=True)
+    times = pd.to_datetime(unseen["event_time"], utc=True)
+    newest_day = unseen[times >= times.max() - REFERENCE_SPAN]
+    return newest_day.sample(n=min(rows, len(newest_day)), random_state=seed)
+
+
 def fingerprint(frame: pd.DataFrame) -> str:
     """SHA-256 of the rows a model trains and is judged on: ids, features and labels, in order."""
     columns = ["event_id", *MODEL_FEATURES, "is_fraud"]

@@ -43,6 +43,7 @@ from pipelines.train.data import (
     default_end,
     fingerprint,
     load_window,
+    reference_rows,
     time_split,
 )
 from pipelines.train.fit import EpochHook, fit, labels_of
@@ -162,12 +163,9 @@ def train(
         )
         mlflow.log_dict(metrics, "metrics/holdout.json")
         with tempfile.TemporaryDirectory() as tmp:
-            # The drift reference comes from the newest rows, the holdout: slow features (7-day
-            # counts, 30-day merchant rates) are still filling up in older history, and the
-            # monitor compares the reference with what is served now.
-            reference = split.holdout.sample(
-                n=min(config.reference_rows, len(split.holdout)), random_state=config.seed
-            )[[*MODEL_FEATURES, "is_fraud"]].copy()
+            reference = reference_rows(split, config.reference_rows, config.seed)[
+                [*MODEL_FEATURES, "is_fraud"]
+            ].copy()
             reference["score"] = result.scorer.score(reference)
             reference_path = Path(tmp) / "reference.parquet"
             reference.to_parquet(reference_path, index=False)

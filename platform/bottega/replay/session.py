@@ -16,28 +16,16 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from bottega.settings import BottegaSettings
 from bottega.usecases.fraud.aggregates import CardAggregator
-from bottega.usecases.fraud.scenario import Scenario, load_scenario
+from bottega.usecases.fraud.scenario import Scenario, aligned_start, load_scenario
 from bottega.usecases.fraud.simulator import Simulator
 
 log = logging.getLogger(__name__)
-
-DAY = timedelta(days=1)
-
-
-def aligned_start(scenario_start: datetime, newest: datetime | None) -> datetime:
-    """``scenario_start`` plus the fewest whole days that put it after ``newest``."""
-    if newest is None or newest < scenario_start:
-        return scenario_start
-    days = math.floor((newest - scenario_start) / DAY) + 1
-    return scenario_start + days * DAY
-
 
 @dataclass(frozen=True)
 class Plan:

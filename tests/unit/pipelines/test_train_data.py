@@ -60,3 +60,18 @@ def test_the_label_cutoff_follows_a_simulated_clock_ahead_of_the_wall() -> None:
     before = datetime.now(UTC)
     assert labels_cutoff(Store(None)) >= before  # type: ignore[arg-type]
     assert labels_cutoff(Store(before - timedelta(days=400))) >= before  # type: ignore[arg-type]
+
+
+def test_the_reference_is_the_newest_day_of_unfitted_rows() -> None:
+    from pipelines.train.data import reference_rows
+
+    times = pd.date_range("2026-01-01", periods=96 * 4, freq="15min", tz="UTC")
+    frame = pd.DataFrame({"event_time": times, "is_fraud": [i % 7 == 0 for i in range(len(times))]})
+    split = time_split(frame, val_fraction=0.25, holdout_fraction=0.25)
+    ref = reference_rows(split, rows=10_000, seed=0)
+    newest = times.max()
+    assert len(ref) == 96 + 1  # every row of the newest day, the boundary included
+    assert pd.to_datetime(ref["event_time"]).min() == newest - pd.Timedelta(days=1)
+    # A whole daily cycle: every hour of the day is in the reference.
+    assert set(pd.to_datetime(ref["event_time"]).dt.hour) == set(range(24))
+    assert len(reference_rows(split, rows=20, seed=0)) == 20

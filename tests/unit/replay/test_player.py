@@ -13,6 +13,7 @@ import pytest
 from bottega.events import Label, Transaction
 from bottega.replay.player import Player, ReplayOptions, ReplayStats, request_body
 from bottega.replay.session import aligned_start
+from bottega.usecases.fraud.scenario import aligned_end
 from bottega.usecases.fraud.simulator import SimulatedEvent
 
 T0 = datetime(2025, 3, 2, 18, tzinfo=UTC)
@@ -185,6 +186,17 @@ def test_a_replay_starts_after_the_stores_history_at_the_scenarios_time_of_day()
     assert aligned_start(T0, T0 - timedelta(days=3)) == T0
     assert aligned_start(T0, T0) == T0 + timedelta(days=1)
     assert aligned_start(T0, T0 + timedelta(days=4, hours=2)) == T0 + timedelta(days=5)
+
+
+def test_a_backfill_ends_where_a_replay_of_the_same_layout_begins() -> None:
+    now = T0 + timedelta(days=600, hours=5)
+    end = aligned_end(T0, now)
+    assert end == T0 + timedelta(days=600)
+    assert end <= now < end + timedelta(days=1)
+    assert aligned_end(T0, T0 - timedelta(hours=1)) == T0 - timedelta(days=1)
+    assert aligned_end(T0, T0) == T0
+    # The newest backfilled event is just before the end: the replay starts at the end itself.
+    assert aligned_start(T0, end - timedelta(seconds=1)) == end
 
 
 def test_the_oracle_is_scored_window_by_window() -> None:

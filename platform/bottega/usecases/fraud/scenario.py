@@ -12,6 +12,7 @@ names the file, the line, the field and the reason::
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -225,6 +226,30 @@ class Scenario(_Model):
     def end(self) -> datetime:
         """When the last phase ends."""
         return self.start + self.duration
+
+
+DAY = timedelta(days=1)
+
+
+def aligned_start(scenario_start: datetime, newest: datetime | None) -> datetime:
+    """``scenario_start`` plus the fewest whole days that put it after ``newest``: where a
+    replay that continues a store whose newest event is ``newest`` begins."""
+    if newest is None or newest < scenario_start:
+        return scenario_start
+    days = math.floor((newest - scenario_start) / DAY) + 1
+    return scenario_start + days * DAY
+
+
+def aligned_end(scenario_start: datetime, now: datetime) -> datetime:
+    """The latest time at or before ``now`` that is ``scenario_start`` plus whole days.
+
+    History that ends there is continued by a replay of the same scenario with no gap: the
+    replay begins exactly where the history stops (:func:`aligned_start`), so a card's 1-hour
+    and 24-hour aggregates carry on as they would have, rather than after hours of silence.
+    """
+    if now < scenario_start:
+        return scenario_start - math.ceil((scenario_start - now) / DAY) * DAY
+    return scenario_start + math.floor((now - scenario_start) / DAY) * DAY
 
 
 def load_scenario(path: str | Path) -> Scenario:
