@@ -27,6 +27,7 @@ from bottega.usecases.fraud.simulator import Simulator
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Plan:
     """What a replay will play."""
