@@ -82,10 +82,11 @@ test-model: $(SETUP_STAMP) ## Behavioural checks on a freshly trained fraud mode
 bootstrap: setup ## Give a running stack a champion model: backfill, train, promote
 	$(BOTTEGA) bootstrap
 
-lint: $(SETUP_STAMP) ## ruff, and mypy (strict) on platform/bottega and services
+lint: $(SETUP_STAMP) ## ruff, mypy (strict) on platform/bottega and services, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy platform/bottega services
+	$(VENV)/bin/hadolint infra/Dockerfile
 
 fmt: $(SETUP_STAMP) ## Format and fix imports in place
 	$(VENV)/bin/ruff check --fix .
