@@ -11,6 +11,9 @@ KAFKA_LIBS := $(STATE)/lib/kafka
 SETUP_STAMP := $(VENV)/.setup-stamp
 KAFKA_STAMP := $(KAFKA_LIBS)/.stamp
 PYTEST_ARGS ?=
+# MODE=auto|local|docker picks how `up` runs the stack; GPU=1 gives Docker mode a GPU.
+MODE ?= auto
+export MODE GPU
 
 .PHONY: help setup lock up down status logs test test-unit test-integration test-model bootstrap demo replay lint fmt bench clean doctor
 
@@ -47,16 +50,20 @@ lock: ## Re-resolve constraints.txt from pyproject.toml in a scratch venv
 	  $(STATE)/lock-venv/bin/pip freeze --exclude-editable | grep -v '^-e ' ) > constraints.txt
 	rm -rf $(STATE)/lock-venv
 
-up: setup ## Launch the platform (Docker mode when `docker info` works, else local processes)
-	@$(BOTTEGA) up
+# Docker mode needs only the CLI's venv; local mode also needs the broker's jars and doctor's
+# prerequisites (java, prometheus, alertmanager).
+up: $(SETUP_STAMP) ## Launch the platform: Docker mode when `docker info` works (GPU=1: a GPU), else local processes
+	@mode=$$($(BOTTEGA) mode) || exit 1; \
+	if [ "$$mode" = local ]; then $(MAKE) --no-print-directory $(KAFKA_STAMP) && $(BOTTEGA) doctor || exit 1; fi; \
+	$(BOTTEGA) up --mode $$mode
 
-down: $(SETUP_STAMP) ## Stop every process that `up` started
+down: $(SETUP_STAMP) ## Stop the stack: the processes `up` started, or its containers (volumes kept)
 	@$(BOTTEGA) down
 
 status: $(SETUP_STAMP) ## Each service's health, URL and pid
 	@$(BOTTEGA) status
 
-logs: $(SETUP_STAMP) ## Follow every service's log (make logs SERVICE=kafka for one)
+logs: $(SETUP_STAMP) ## Follow every service's log (make logs SERVICE=kafka for one; Docker: compose logs)
 	@$(BOTTEGA) logs $(SERVICE) --follow
 
 test: setup ## Run every test: unit, integration (real services), lint
@@ -75,10 +82,11 @@ test-model: $(SETUP_STAMP) ## Behavioural checks on a freshly trained fraud mode
 bootstrap: setup ## Give a running stack a champion model: backfill, train, promote
 	$(BOTTEGA) bootstrap
 
-lint: $(SETUP_STAMP) ## ruff, and mypy (strict) on platform/bottega and services
+lint: $(SETUP_STAMP) ## ruff, mypy (strict) on platform/bottega and services, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy platform/bottega services
+	$(VENV)/bin/hadolint infra/Dockerfile
 
 fmt: $(SETUP_STAMP) ## Format and fix imports in place
 	$(VENV)/bin/ruff check --fix .
@@ -93,9 +101,9 @@ bench-%: setup ## Run one benchmark, e.g. make bench-bus
 clean: down ## Stop the stack and delete local state (.bottega/), keeping the Kafka jars
 	find $(STATE) -mindepth 1 -maxdepth 1 ! -name lib -exec rm -rf {} +
 
-demo: setup ## Launch the stack, bootstrap a champion, replay baseline then fraud-ring, report the loop
-	@$(BOTTEGA) up
+demo: $(SETUP_STAMP) ## Launch the stack, bootstrap a champion, replay baseline then fraud-ring, report the loop
+	@$(MAKE) --no-print-directory up
 	$(BOTTEGA) demo
 
-replay: setup ## Replay a scenario against the running stack: make replay SCENARIO=fraud-ring
+replay: $(SETUP_STAMP) ## Replay a scenario against the running stack: make replay SCENARIO=fraud-ring
 	$(BOTTEGA) replay --scenario scenarios/$(or $(SCENARIO),baseline).yaml

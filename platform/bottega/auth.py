@@ -26,10 +26,8 @@ def token_file(settings: BottegaSettings) -> Path:
     return settings.home / "secrets" / "trainer-token"
 
 
-def ensure_trainer_token(settings: BottegaSettings) -> Path:
-    """Write the token file: the configured token, else the existing file's, else a new one."""
-    path = token_file(settings)
-    configured = settings.trainer.token
+def ensure_secret_file(path: Path, configured: SecretStr | None) -> Path:
+    """Write a secret file, owner-only: the configured value, else the file's, else a new one."""
     if configured is None and path.exists() and path.read_text().strip():
         return path
     value = configured.get_secret_value() if configured else secrets.token_urlsafe(TOKEN_BYTES)
@@ -39,6 +37,33 @@ def ensure_trainer_token(settings: BottegaSettings) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(value)
+    return path
+
+
+def ensure_trainer_token(settings: BottegaSettings) -> Path:
+    """Write the token file: the configured token, else the existing file's, else a new one."""
+    return ensure_secret_file(token_file(settings), settings.trainer.token)
+
+
+def read_secret(path: Path) -> SecretStr:
+    """The secret a file holds."""
+    return SecretStr(path.read_text().strip())
+
+
+def write_shared_secret(path: Path, value: SecretStr) -> Path:
+    """Write ``value`` to ``path`` for the containers that mount its volume read-only.
+
+    Docker mode's one-shot ``trainer-token`` job: Alertmanager runs as another user than the
+    trainer, so the file is world-readable, as a Docker secret's is (0444); only the containers
+    that mount the ``secrets`` volume can see it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(value.get_secret_value())
+    os.chmod(tmp, 0o444)
+    tmp.replace(path)
     return path
 
 

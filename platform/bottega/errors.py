@@ -69,12 +69,6 @@ class SchemaError(BottegaError):
     http_status = 422
 
 
-class NotImplementedMode(BottegaError):
-    """A run mode that this version of Bottega does not provide yet."""
-
-    http_status = 501
-
-
 def describe_validation_error(exc: ValidationError) -> str:
     """``field.path: reason; ...``: which fields are wrong and why, on one line."""
     parts = []

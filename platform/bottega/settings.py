@@ -81,9 +81,16 @@ class AlertmanagerEndpoint(Endpoint):
 
 
 class GrafanaEndpoint(Endpoint):
-    """Grafana (Docker mode only)."""
+    """Grafana (Docker mode only), and the password of its ``admin`` user.
+
+    With no ``admin_password`` (``BOTTEGA_GRAFANA__ADMIN_PASSWORD``), ``bottega up`` generates one
+    into ``<home>/secrets/grafana-admin-password``. Dashboards open without a login (read only).
+    """
 
     port: int = Field(default=3001, ge=1, le=65535)
+    admin_password: SecretStr | None = Field(
+        default=None, description="Grafana's admin password; default: the generated file."
+    )
 
 
 class ServingEndpoint(Endpoint):
@@ -128,6 +135,11 @@ class FeastSettings(BaseModel):
     redis_connection_string: str = Field(
         default=f"{DEFAULT_HOST}:6379,db=0",
         description="Feast's Redis connection string, used when online_store is redis.",
+    )
+    registry: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of a SQL registry (Docker mode: Postgres); "
+        "unset: a registry file under <home>/feast.",
     )
 
 

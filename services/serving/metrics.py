@@ -94,3 +94,9 @@ class ServingMetrics:
             ["reason"],
             registry=registry,
         )
+        # Known series exist from the start, at zero, so that a rate or a dashboard shows 0 rather
+        # than no data until the first rejection or failure.
+        for reason in ("invalid", "too_large"):
+            self.requests_rejected.labels(reason)
+        for alias in ("champion", "challenger"):
+            self.model_load_failures.labels(alias)

@@ -120,12 +120,15 @@ def test_a_taken_port_fails_cleanly_and_leaves_nothing(cli_env: dict[str, str]) 
     assert pid_records(Path(cli_env["BOTTEGA_HOME"])) == {}
 
 
-def test_docker_mode_says_plainly_it_is_not_built(cli_env: dict[str, str]) -> None:
-    done = bottega({**cli_env, "MODE": "docker"}, "up")
+def test_docker_mode_without_docker_says_so_and_starts_nothing(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "MODE": "docker", "BOTTEGA_STACK__DOCKER": "docker-not-installed"}
+    done = bottega(env, "up")
     assert done.returncode == 1
-    assert "Docker mode is not built yet" in done.stderr
-    assert "MODE=local" in done.stderr
+    assert "docker-not-installed is missing" in done.stderr
+    assert "MODE=local" in done.stderr and "Traceback" not in done.stderr
     assert pid_records(Path(cli_env["BOTTEGA_HOME"])) == {}
+    # Nothing was generated either: the secrets come only once Docker answers.
+    assert not (Path(cli_env["BOTTEGA_HOME"]) / "secrets").exists()
 
 
 def test_a_missing_prerequisite_gets_one_line_on_how_to_install_it(

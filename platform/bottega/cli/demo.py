@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bottega.cli.common import app, console, run_cli, setup_logging
+from bottega.cli.common import ModeChoice, app, console, run_cli, setup_logging
 from bottega.cli.replay import interrupt_sets
+from bottega.cli.stack import ModeOption, forward_to_tools_container
 from bottega.settings import BottegaSettings, load_settings
 
 
@@ -25,9 +26,12 @@ def demo(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the whole result as JSON here.")
     ] = None,
+    mode: ModeOption = ModeChoice.auto,
 ) -> None:
     """Bootstrap a champion if needed, replay baseline then fraud-ring, wait for the loop to
-    close, and print its timeline; the report lands under .bottega/reports/."""
+    close, and print its timeline; the report lands under .bottega/reports/ (Docker mode: in
+    the `cli` container, under the state volume)."""
+    forward_to_tools_container(mode)
     stop = threading.Event()
 
     def action() -> bool:

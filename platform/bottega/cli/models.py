@@ -146,8 +146,16 @@ def bootstrap(
     days: Annotated[float, typer.Option(help="Days of history, when the store is empty.")] = 8.0,
     model: Annotated[str | None, typer.Option(help="mlp, logreg or rules.")] = None,
     window: Annotated[str | None, typer.Option(help="Training window, e.g. 7d.")] = None,
+    if_missing: Annotated[
+        bool, typer.Option(help="Do nothing when the registry already has a champion.")
+    ] = False,
 ) -> None:
     """Give a fresh stack a champion: backfill (when the store is empty), train, promote."""
+    if if_missing:
+        version = run_cli(_champion_version)
+        if version is not None:
+            console.print(f"the registry already has a champion (v{version}): nothing to do")
+            return
     if run_cli(_store_is_empty):
         console.print(f"backfilling {days:g} days of {scenario}")
         code = _run_job("pipelines.backfill", "--scenario", str(scenario), "--days", str(days))
@@ -161,6 +169,14 @@ def bootstrap(
         raise typer.Exit(code)
     console.print("promoting")
     raise typer.Exit(_run_job("pipelines.promote"))
+
+
+def _champion_version() -> str | None:
+    from bottega.registry import CHAMPION, MODEL_NAMES, MlflowRegistry
+
+    settings = load_settings(BottegaSettings)
+    champion = MlflowRegistry(settings.mlflow_tracking_uri).by_alias(MODEL_NAMES["fraud"], CHAMPION)
+    return champion.version if champion is not None else None
 
 
 def _store_is_empty() -> bool:

@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from bottega.cli.common import app, console, err_console, run_cli, setup_logging
+from bottega.cli.common import ModeChoice, app, console, err_console, run_cli, setup_logging
+from bottega.cli.stack import ModeOption, forward_to_tools_container
 from bottega.errors import ConfigError
 from bottega.settings import BottegaSettings, load_settings
 
@@ -68,10 +69,12 @@ def replay(
     report: Annotated[
         Path | None, typer.Option(help="Write the replay's JSON report to this file.")
     ] = None,
+    mode: ModeOption = ModeChoice.auto,
 ) -> None:
     """Play a scenario against the running stack: each transaction is scored by the model
     server and published to Kafka, and each label follows after its delay. Ctrl-C stops it
-    cleanly."""
+    cleanly. In Docker mode it runs in the stack's `cli` container."""
+    forward_to_tools_container(mode)
     stop = threading.Event()
 
     def action() -> dict[str, object]:

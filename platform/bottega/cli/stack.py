@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 from rich.table import Table
 
-from bottega.cli.common import ModeChoice, app, console, err_console, run_cli, setup_logging
-from bottega.errors import NotImplementedMode
+from bottega.cli.common import ModeChoice, app, console, run_cli, setup_logging
+from bottega.errors import ConfigError, ServiceStartError
 from bottega.settings import load_settings
+from bottega.stack.compose import TOOLS_SERVICE, ComposeProject, container_statuses
 from bottega.stack.docker import choose_mode
 from bottega.stack.runner import LocalStack, ServiceStatus
 from bottega.stack.services import (
@@ -26,7 +29,6 @@ from bottega.stack.spec import Prerequisite
 
 T = TypeVar("T")
 
-
 ModeOption = Annotated[
     ModeChoice,
     typer.Option(
@@ -39,24 +41,17 @@ ServicesArg = Annotated[
     list[str] | None, typer.Argument(help="Services to act on (default: all).", show_default=False)
 ]
 
-STATE_STYLE = {"healthy": "green", "unhealthy": "yellow", "stopped": "red"}
+STATE_STYLE = {"healthy": "green", "unhealthy": "yellow", "stopped": "red", "completed": "blue"}
 
 
-def _local_stack(mode: ModeChoice) -> tuple[StackSettings, LocalStack]:
+def _settings() -> StackSettings:
     settings = load_settings(StackSettings)
     setup_logging(settings)
-    chosen = choose_mode(mode.value)
-    if chosen == "docker":
-        if mode is ModeChoice.docker:
-            raise NotImplementedMode(
-                "Docker mode is not built yet; it arrives with the Docker-mode issue",
-                hint="run local mode: MODE=local make up",
-            )
-        err_console.print(
-            "[yellow]Docker is running, but Docker mode is not built yet: "
-            "using local mode (set MODE=local to skip this check).[/]"
-        )
-    return settings, build_local_stack(settings)
+    return settings
+
+
+def _local_stack(settings: StackSettings) -> LocalStack:
+    return build_local_stack(settings)
 
 
 def _status_table(rows: list[ServiceStatus]) -> Table:
@@ -74,14 +69,68 @@ def _status_table(rows: list[ServiceStatus]) -> Table:
     return table
 
 
+def all_up(rows: list[ServiceStatus]) -> bool:
+    """Every service healthy, and every one-shot job completed."""
+    return all(row.state in ("healthy", "completed") for row in rows)
+
+
+def without_mode_option(argv: Sequence[str]) -> list[str]:
+    """A command line less its ``--mode X`` (or ``--mode=X``)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--mode":
+            skip = True
+        elif not arg.startswith("--mode="):
+            out.append(arg)
+    return out
+
+
+def forward_to_tools_container(mode: ModeChoice) -> None:
+    """In Docker mode, run this very command in the compose project's ``cli`` container and
+    exit with its status: Kafka is not published on the host, the compose network reaches it.
+    In local mode, return and let the command run here."""
+    if choose_mode(mode.value) != "docker":
+        return
+    argv = without_mode_option(sys.argv[1:])
+    code = run_cli(lambda: ComposeProject(_settings()).run("run", "--rm", TOOLS_SERVICE, *argv))
+    raise typer.Exit(code)
+
+
 @app.command()
-def up(services: ServicesArg = None, mode: ModeOption = ModeChoice.auto) -> None:
+def mode(mode: ModeOption = ModeChoice.auto) -> None:
+    """Print the mode `up` would use: docker or local."""
+    console.print(choose_mode(mode.value), highlight=False)
+
+
+@app.command()
+def up(
+    services: ServicesArg = None,
+    mode: ModeOption = ModeChoice.auto,
+    gpu: Annotated[
+        bool, typer.Option("--gpu", envvar="GPU", help="Docker mode: a GPU for serving, training.")
+    ] = False,
+) -> None:
     """Start the stack (or the named services and what they need), waiting until healthy."""
 
     def action() -> None:
-        _, stack = _local_stack(mode)
+        settings = _settings()
         started_at = time.monotonic()
-        report = stack.up(services)
+        if choose_mode(mode.value) == "docker":
+            project = ComposeProject(settings, gpu=gpu)
+            code = project.run(*project.up_args(services or ()))
+            if code != 0:
+                raise ServiceStartError(
+                    f"docker compose up exited with {code}",
+                    hint="see `make logs` (bottega logs --mode docker) and `bottega status`",
+                )
+            console.print(f"Docker mode is up in {time.monotonic() - started_at:.0f}s")
+            console.print(_status_table(container_statuses(settings)))
+            console.print(_open_hint(settings))
+            return
+        report = _local_stack(settings).up(services)
         if report.started:
             console.print(
                 f"started {', '.join(report.started)} in {time.monotonic() - started_at:.1f}s"
@@ -93,27 +142,46 @@ def up(services: ServicesArg = None, mode: ModeOption = ModeChoice.auto) -> None
     run_cli(action)
 
 
+def _open_hint(settings: StackSettings) -> str:
+    return (
+        f"open: Grafana http://127.0.0.1:{settings.grafana.port} (dashboard: Bottega drift) | "
+        f"MLflow http://127.0.0.1:{settings.mlflow.port} | "
+        f"Prometheus http://127.0.0.1:{settings.prometheus.port}/alerts"
+    )
+
+
 @app.command()
-def down(services: ServicesArg = None, mode: ModeOption = ModeChoice.local) -> None:
-    """Stop every process that `up` started, by its pid."""
+def down(services: ServicesArg = None, mode: ModeOption = ModeChoice.auto) -> None:
+    """Stop every process that `up` started, by its pid (Docker mode: its containers; the
+    volumes are kept)."""
 
     def action() -> None:
-        _, stack = _local_stack(mode)
-        stopped = stack.down(services)
+        settings = _settings()
+        if choose_mode(mode.value) == "docker":
+            args = ["stop", *services] if services else ["down"]
+            code = ComposeProject(settings).run(*args)
+            if code != 0:
+                raise typer.Exit(code)
+            return
+        stopped = _local_stack(settings).down(services)
         console.print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
 
     run_cli(action)
 
 
 @app.command()
-def status(mode: ModeOption = ModeChoice.local) -> None:
-    """Print each service's health, URL and pid; exit 1 unless all are healthy."""
+def status(mode: ModeOption = ModeChoice.auto) -> None:
+    """Print each service's health, URL and pid; exit 1 unless all are healthy (Docker mode:
+    each container's health, from the Docker engine)."""
 
     def action() -> None:
-        _, stack = _local_stack(mode)
-        rows = stack.status()
+        settings = _settings()
+        if choose_mode(mode.value) == "docker":
+            rows = container_statuses(settings)
+        else:
+            rows = _local_stack(settings).status()
         console.print(_status_table(rows))
-        if any(row.state != "healthy" for row in rows):
+        if not all_up(rows):
             raise typer.Exit(1)
 
     run_cli(action)
@@ -124,11 +192,19 @@ def logs(
     service: Annotated[str | None, typer.Argument(help="One service (default: all).")] = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines to show from each.")] = 40,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
+    mode: ModeOption = ModeChoice.auto,
 ) -> None:
-    """Show the services' logs from .bottega/logs."""
+    """Show the services' logs from .bottega/logs (Docker mode: docker compose logs)."""
 
     def action() -> None:
-        _, stack = _local_stack(ModeChoice.local)
+        settings = _settings()
+        if choose_mode(mode.value) == "docker":
+            args = ["logs", "--tail", str(lines), *(["--follow"] if follow else [])]
+            code = ComposeProject(settings).run(*args, *([service] if service else []))
+            if code != 0:
+                raise typer.Exit(code)
+            return
+        stack = _local_stack(settings)
         if service:
             stack.select([service])  # an unknown name is a clear error
             names = [service]  # its own log, not its dependencies'
@@ -191,5 +267,39 @@ def doctor() -> None:
                 console.print(f"[red]missing[/]  {problem}: {check.install_hint}")
         if missing:
             raise typer.Exit(1)
+
+    run_cli(action)
+
+
+@app.command("create-topics")
+def create_topics_command() -> None:
+    """Create Bottega's topics on the broker, those that do not exist yet (Docker mode's
+    kafka-init job; local mode does this once Kafka is healthy)."""
+
+    def action() -> None:
+        from bottega.bus import create_topics
+        from bottega.events import all_topics
+
+        settings = _settings()
+        created = create_topics(settings.kafka, all_topics())
+        console.print(f"created {', '.join(created)}" if created else "every topic exists")
+
+    run_cli(action)
+
+
+@app.command("write-trainer-token", hidden=True)
+def write_trainer_token(
+    path: Annotated[Path, typer.Argument(help="Where Alertmanager reads the token.")],
+) -> None:
+    """Write BOTTEGA_TRAINER__TOKEN to PATH for Alertmanager (Docker mode's trainer-token job)."""
+
+    def action() -> None:
+        from bottega.auth import write_shared_secret
+
+        settings = _settings()
+        if settings.trainer.token is None:
+            raise ConfigError("BOTTEGA_TRAINER__TOKEN is not set", hint="`make up` sets it")
+        write_shared_secret(path, settings.trainer.token)
+        console.print(f"wrote the trainer's token to {path}")
 
     run_cli(action)

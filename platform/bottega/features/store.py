@@ -9,6 +9,7 @@ declares. Offline data lives in Parquet files read through Feast's DuckDB offlin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from feast import FeatureStore, RepoConfig
 from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
@@ -27,9 +28,18 @@ def repo_config(settings: BottegaSettings) -> RepoConfig:
         online = RedisOnlineStoreConfig(connection_string=settings.feast.redis_connection_string)
     else:
         online = SqliteOnlineStoreConfig(path=str(repo / "online.db"))
+    registry: str | dict[str, Any] = str(repo / "registry.db")
+    if settings.feast.registry:
+        # Docker mode: one registry in Postgres for every container. A connection that Postgres
+        # dropped (a restart) is replaced, not handed to a query.
+        registry = {
+            "registry_type": "sql",
+            "path": settings.feast.registry,
+            "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True},
+        }
     return RepoConfig(
         project=settings.feast.project,
-        registry=str(repo / "registry.db"),
+        registry=registry,
         provider="local",
         online_store=online,
         offline_store=DuckDBOfflineStoreConfig(),

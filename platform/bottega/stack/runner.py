@@ -16,7 +16,8 @@ from bottega.stack.spec import ServiceSpec
 
 log = logging.getLogger(__name__)
 
-State = Literal["healthy", "unhealthy", "stopped"]
+# "completed": a one-shot job (Docker mode) that ran to completion.
+State = Literal["healthy", "unhealthy", "stopped", "completed"]
 
 
 @dataclass(frozen=True)

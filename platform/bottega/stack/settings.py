@@ -23,6 +23,15 @@ class StackOptions(BaseModel):
     java: str = Field(default="java", description="The Java 17+ executable for the broker.")
     prometheus_bin: str = "prometheus"
     alertmanager_bins: tuple[str, ...] = ("prometheus-alertmanager", "alertmanager")
+    docker: str = Field(
+        default="docker", description="The Docker CLI, with Compose v2 (Docker mode)."
+    )
+    docker_wait_timeout_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="How long Docker mode's `up` waits for every container to be healthy; the "
+        "first start builds the image and bootstraps a champion.",
+    )
 
 
 class StackSettings(BottegaSettings):

@@ -1,0 +1,283 @@
+"""Docker mode: the stack as the Compose project that ``infra/compose.yaml`` declares.
+
+``bottega up|down|logs`` run ``docker compose`` on the project's files; ``bottega status`` reads
+each container's state and health through the Docker SDK for Python (imported only when asked,
+so importing this module touches no Docker engine).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from dotenv import dotenv_values
+
+from bottega.auth import ensure_secret_file, read_secret
+from bottega.errors import ConfigError, PrerequisiteMissing
+from bottega.settings import BottegaSettings, Endpoint
+from bottega.stack.runner import ServiceStatus, State
+from bottega.stack.settings import StackSettings
+
+log = logging.getLogger(__name__)
+
+PROJECT = "bottega"
+COMPOSE_FILE = "compose.yaml"
+GPU_FILE = "compose.gpu.yaml"
+# The compose service `bottega replay` and other host-side commands run in (profile `tools`).
+TOOLS_SERVICE = "cli"
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+
+# The secrets compose interpolates, each kept in <home>/secrets/<file> when .env does not set it.
+SECRET_FILES = {
+    "BOTTEGA_TRAINER__TOKEN": "trainer-token",
+    "BOTTEGA_GRAFANA__ADMIN_PASSWORD": "grafana-admin-password",
+    "POSTGRES_PASSWORD": "postgres-password",
+}
+
+_VARIABLE = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def interpolate(text: str, environ: Mapping[str, str]) -> str:
+    """Compose's variable interpolation: ``$$``, ``${X}``, ``${X:-default}``, ``${X-default}``,
+    ``${X:?error}`` and ``${X?error}``. A required variable that is unset is a ConfigError."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group("escaped"):
+            return "$"
+        name = match.group("name") or match.group("bare")
+        op, arg = match.group("op"), match.group("arg") or ""
+        value = environ.get(name)
+        empty = value is None or (op is not None and op.startswith(":") and value == "")
+        if op in (":-", "-") and empty:
+            return arg
+        if op in (":?", "?") and empty:
+            raise ConfigError(f"compose needs {name}: {arg or 'it is not set'}")
+        return value or ""
+
+    return _VARIABLE.sub(substitute, text)
+
+
+def _interpolate_tree(node: Any, environ: Mapping[str, str]) -> Any:
+    if isinstance(node, str):
+        return interpolate(node, environ)
+    if isinstance(node, list):
+        return [_interpolate_tree(item, environ) for item in node]
+    if isinstance(node, dict):
+        return {key: _interpolate_tree(value, environ) for key, value in node.items()}
+    return node
+
+
+def load_compose(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A compose file as compose reads it: YAML (anchors and merge keys resolved), interpolated
+    from ``environ``, or left raw when ``environ`` is None."""
+    document = yaml.safe_load(path.read_text())
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path} is not a compose file")
+    return document if environ is None else dict(_interpolate_tree(document, environ))
+
+
+def active_services(compose: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services that ``up`` starts: every one that no profile holds back."""
+    return {
+        name: service
+        for name, service in compose.get("services", {}).items()
+        if not service.get("profiles")
+    }
+
+
+def is_one_shot(service: Mapping[str, Any]) -> bool:
+    """A job that runs to completion: never restarted, and no health to check."""
+    return service.get("restart") == "no" and "healthcheck" not in service
+
+
+def env_file(settings: BottegaSettings) -> Path | None:
+    """The env file that settings are read from (``load_settings``'s choice), if there is one."""
+    named = os.environ.get("BOTTEGA_ENV_FILE")
+    for candidate in [Path(named)] if named else [Path(".env"), settings.project_root / ".env"]:
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def secrets_environment(settings: BottegaSettings, given: Mapping[str, str]) -> dict[str, str]:
+    """The secrets compose needs that ``given`` (the environment and the env file) lacks, each
+    generated once into ``<home>/secrets/`` (owner-only) and reused on every ``up``."""
+    env: dict[str, str] = {}
+    for name, file_name in SECRET_FILES.items():
+        if given.get(name):
+            continue
+        path = ensure_secret_file(settings.home / "secrets" / file_name, None)
+        env[name] = read_secret(path).get_secret_value()
+    return env
+
+
+class ComposeProject:
+    """``docker compose`` on Bottega's compose files, with the settings' env file and secrets."""
+
+    def __init__(self, settings: StackSettings, *, gpu: bool = False) -> None:
+        self.settings = settings
+        self.gpu = gpu
+
+    @property
+    def files(self) -> list[Path]:
+        """The compose files: the stack, and the GPU override when asked for."""
+        infra = self.settings.infra_dir
+        return [infra / COMPOSE_FILE, *([infra / GPU_FILE] if self.gpu else [])]
+
+    def require(self) -> str:
+        """The Docker CLI, once ``docker compose version`` answers; else PrerequisiteMissing."""
+        hint = (
+            "install Docker Engine with the Compose v2 plugin (docker compose), "
+            "or run local mode: MODE=local make up"
+        )
+        docker = shutil.which(self.settings.stack.docker)
+        if docker is None:
+            raise PrerequisiteMissing(f"{self.settings.stack.docker} is missing", hint=hint)
+        try:
+            done = subprocess.run(
+                [docker, "compose", "version"], capture_output=True, timeout=30, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PrerequisiteMissing(f"docker compose version failed: {exc}", hint=hint) from None
+        if done.returncode != 0:
+            raise PrerequisiteMissing("docker compose (Compose v2) is missing", hint=hint)
+        return docker
+
+    def command(self, *args: str, docker: str | None = None) -> list[str]:
+        """``docker compose`` with the project's name, files and env file, then ``args``."""
+        base = [docker or self.settings.stack.docker, "compose", "--project-name", PROJECT]
+        for path in self.files:
+            base += ["--file", str(path)]
+        # Compose reads .env from the compose file's folder; settings read the checkout's.
+        settings_env = env_file(self.settings)
+        if settings_env is not None:
+            base += ["--env-file", str(settings_env)]
+        return [*base, *args]
+
+    def environment(self) -> dict[str, str]:
+        """This process's environment plus the secrets that neither it nor the env file sets."""
+        path = env_file(self.settings)
+        from_file = {k: v for k, v in dotenv_values(path).items() if v} if path else {}
+        return {**os.environ, **secrets_environment(self.settings, {**from_file, **os.environ})}
+
+    def up_args(self, services: Sequence[str] = ()) -> list[str]:
+        """Build, start detached, and wait until every service is healthy or completed."""
+        timeout = str(int(self.settings.stack.docker_wait_timeout_s))
+        return ["up", "--build", "--detach", "--wait", "--wait-timeout", timeout, *services]
+
+    def run(self, *args: str) -> int:
+        """Run ``docker compose ARGS`` in the foreground; its exit status."""
+        docker = self.require()
+        command = self.command(*args, docker=docker)
+        log.info("docker compose", extra={"args": list(args)})
+        return subprocess.run(command, env=self.environment(), check=False).returncode
+
+
+# -- status through the Docker SDK ------------------------------------------------------------
+
+
+class ContainerLike(Protocol):
+    """What ``status`` reads of a container (``docker.models.containers.Container``)."""
+
+    labels: dict[str, str]
+    attrs: dict[str, Any]
+
+
+class ContainersLike(Protocol):
+    """``DockerClient.containers``."""
+
+    def list(self, all: bool = ..., filters: dict[str, Any] | None = ...) -> list[Any]: ...
+
+
+class DockerClientLike(Protocol):
+    """The part of ``docker.DockerClient`` that ``status`` uses."""
+
+    containers: ContainersLike
+
+    def close(self) -> None: ...
+
+
+def docker_client() -> DockerClientLike:
+    """A client for the engine that ``DOCKER_HOST`` or the default socket names."""
+    import docker  # only Docker mode needs the SDK
+
+    try:
+        client: DockerClientLike = docker.from_env()
+    except docker.errors.DockerException as exc:
+        raise PrerequisiteMissing(
+            f"cannot reach the Docker engine: {exc}", hint="start Docker, or run MODE=local"
+        ) from None
+    return client
+
+
+def published_url(settings: BottegaSettings, service: str) -> str:
+    """The URL a browser on this machine opens for ``service``, or "" when none is published."""
+    endpoint = getattr(settings, service, None)
+    if isinstance(endpoint, Endpoint) and service != "kafka":
+        return f"http://127.0.0.1:{endpoint.port}"
+    return ""
+
+
+def container_state(container: ContainerLike, *, one_shot: bool) -> tuple[State, str]:
+    """A container's row state and a short detail, from what the engine reports."""
+    state = container.attrs.get("State", {})
+    status = str(state.get("Status", "unknown"))
+    health = (state.get("Health") or {}).get("Status")
+    if status == "running":
+        if health in (None, "healthy"):
+            return "healthy", "running" + (" (healthy)" if health else "")
+        return "unhealthy", f"running ({health})"
+    if status == "exited":
+        code = int(state.get("ExitCode", -1))
+        if one_shot and code == 0:
+            return "completed", "exited (0)"
+        return "stopped", f"exited ({code})"
+    if status == "restarting":
+        return "unhealthy", "restarting"
+    return "stopped", status
+
+
+def container_statuses(
+    settings: StackSettings,
+    *,
+    client_factory: Callable[[], DockerClientLike] = docker_client,
+) -> list[ServiceStatus]:
+    """One row per service that ``up`` starts, in the compose file's order."""
+    compose = load_compose(settings.infra_dir / COMPOSE_FILE)
+    services = active_services(compose)
+    client = client_factory()
+    try:
+        found = client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={PROJECT}"})
+    finally:
+        client.close()
+    by_service = {c.labels.get(SERVICE_LABEL): c for c in found}
+    rows = []
+    for name, service in services.items():
+        container = by_service.get(name)
+        if container is None:
+            state: State = "stopped"
+            detail = "no container"
+        else:
+            state, detail = container_state(container, one_shot=is_one_shot(service))
+        rows.append(
+            ServiceStatus(
+                name=name,
+                state=state,
+                url=published_url(settings, name),
+                pid=None,
+                description="one-shot job" if is_one_shot(service) else "",
+                detail=detail,
+            )
+        )
+    return rows
