@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest",
     "training": "bench.training",
     "serving": "bench.serving",
+    "loop": "bench.loop",
 }
 
 

@@ -23,6 +23,7 @@ from bottega.registry import (
     CHAMPION,
     DECISION_METRICS_PREFIX,
     TAG_DECISION,
+    TAG_HOLDOUT_CARDS,
     TAG_HOLDOUT_END,
     TAG_HOLDOUT_START,
     TAG_LABELS_AS_OF,
@@ -36,7 +37,7 @@ from bottega.usecases.fraud.features.request import MODEL_FEATURES
 from bottega.usecases.fraud.metrics import evaluate
 from bottega.usecases.fraud.store import FraudFeatureStore
 from pipelines.promote.policy import Decision, PromotionPolicy, decide
-from pipelines.train.data import load_window
+from pipelines.train.data import in_buckets, load_window
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,12 @@ def holdout_of(fs: FraudFeatureStore, version: ModelVersion) -> pd.DataFrame:
             f"{version.name} v{version.version} has no {exc.args[0]} tag: "
             "it was not registered by the training pipeline"
         ) from None
-    return load_window(fs, start, end, as_of)
+    rows = load_window(fs, start, end, as_of)
+    cards = version.tags.get(TAG_HOLDOUT_CARDS)
+    if cards:
+        low, high = (float(x) for x in cards.split(":"))
+        rows = in_buckets(rows, low, high)
+    return rows
 
 
 def promote(

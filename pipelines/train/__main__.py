@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     parser.add_argument(
+        "--holdout",
+        choices=("newest", "cards"),
+        default=None,
+        help="hold out the newest rows (default) or whole cards over the window",
+    )
+    parser.add_argument(
         "--shuffle-labels", action="store_true", default=None, help=argparse.SUPPRESS
     )
     parser.add_argument("--no-register", action="store_true", help="log the run, register nothing")
@@ -60,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             epochs=args.epochs,
             device=args.device,
+            holdout=args.holdout,
             shuffle_labels=args.shuffle_labels,
         )
         report = train(settings, config, register=not args.no_register)

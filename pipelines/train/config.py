@@ -30,6 +30,11 @@ class TrainConfig(BaseModel):
     )
     val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     holdout_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    holdout: Literal["newest", "cards"] = Field(
+        default="newest",
+        description="newest: validate and hold out the newest rows; cards: hold out whole cards "
+        "over the whole window (after drift, when the newest hours may not show the new regime).",
+    )
     imbalance: Imbalance = "class_weights"
     keep_negatives: float = Field(default=0.2, gt=0, le=1, description="For downsample.")
     pos_weight: float | None = Field(

@@ -1,8 +1,9 @@
-"""The training data: the window's point-in-time frame, the oracle on the same rows, a time split.
+"""The training data: the window's point-in-time frame, the oracle on the same rows, the split.
 
-The split is by event time: the oldest rows train, the next validate (early stopping,
+The default split is by event time: the oldest rows train, the next validate (early stopping,
 calibration), the newest are the holdout that every reported metric and the promotion decision
-use. A model never sees rows newer than the ones it is judged on.
+use. A model never sees rows newer than the ones it is judged on. Retraining after drift splits
+by card instead (:func:`card_split`), so that the holdout spans the drifted hours.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ class TrainingDataError(BottegaError):
 
 @dataclass(frozen=True)
 class Split:
-    """The three time-ordered parts of a training window."""
+    """The three parts of a training window, each in event-time order."""
 
     train: pd.DataFrame
     val: pd.DataFrame
     holdout: pd.DataFrame
+    # For a split by card: the bucket range [lo, hi) of the holdout's cards; None by time.
+    holdout_cards: tuple[float, float] | None = None
 
     @property
     def holdout_start(self) -> datetime:
@@ -87,6 +90,11 @@ def time_split(frame: pd.DataFrame, val_fraction: float, holdout_fraction: float
         val=frame.iloc[n - n_val - n_holdout : n - n_holdout].reset_index(drop=True),
         holdout=frame.iloc[n - n_holdout :].reset_index(drop=True),
     )
+    _check_classes(split)
+    return split
+
+
+def _check_classes(split: Split) -> None:
     for name, part in (
         ("train", split.train),
         ("validation", split.val),
@@ -98,6 +106,45 @@ def time_split(frame: pd.DataFrame, val_fraction: float, holdout_fraction: float
                 f"the {name} part ({len(part)} rows, {frauds} frauds) holds a single class",
                 hint="choose a longer --window",
             )
+    return split
+
+
+def card_buckets(card_ids: pd.Series) -> np.ndarray:
+    """Each card's fixed place in [0, 1), from a hash of its id: the same on every run."""
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(str(c).encode(), digest_size=8).digest(), "big") / 2**64
+            for c in card_ids
+        ],
+        dtype=np.float64,
+    )
+
+
+def in_buckets(frame: pd.DataFrame, low: float, high: float) -> pd.DataFrame:
+    """The rows of the cards whose bucket lies in ``[low, high)``."""
+    buckets = card_buckets(frame["card_id"])
+    return frame[(buckets >= low) & (buckets < high)].reset_index(drop=True)
+
+
+def card_split(frame: pd.DataFrame, val_fraction: float, holdout_fraction: float) -> Split:
+    """Train, validation and holdout by card, each across the whole window.
+
+    After drift the newest hours may not show the new regime at all (a fraud ring that works
+    only at night, a retraining that starts in the morning), so a holdout of the newest rows
+    cannot tell a model that learnt the regime from one that did not. Holding out whole cards
+    over the whole window can, and no card is in two parts. A model that was trained before the
+    window saw none of these rows either, so both are judged on the same unseen rows.
+    """
+    low = 1.0 - holdout_fraction - val_fraction
+    high = 1.0 - holdout_fraction
+    buckets = card_buckets(frame["card_id"])
+    split = Split(
+        train=frame[buckets < low].reset_index(drop=True),
+        val=frame[(buckets >= low) & (buckets < high)].reset_index(drop=True),
+        holdout=frame[buckets >= high].reset_index(drop=True),
+        holdout_cards=(high, 1.0),
+    )
+    _check_classes(split)
     return split
 
 

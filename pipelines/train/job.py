@@ -25,6 +25,7 @@ from bottega.registry import (
     EXPERIMENTS,
     MODEL_NAMES,
     TAG_FINGERPRINT,
+    TAG_HOLDOUT_CARDS,
     TAG_HOLDOUT_END,
     TAG_HOLDOUT_START,
     TAG_LABELS_AS_OF,
@@ -42,6 +43,7 @@ from pipelines.train.data import (
     Split,
     default_end,
     fingerprint,
+    card_split,
     load_window,
     reference_rows,
     time_split,
@@ -96,6 +98,13 @@ def holdout_metrics(split: Split, scores: np.ndarray) -> dict[str, float]:
     return evaluate(labels_of(split.holdout), scores, oracle if known else None)
 
 
+def _cards_tag(split: Split) -> dict[str, str]:
+    if split.holdout_cards is None:
+        return {}
+    low, high = split.holdout_cards
+    return {TAG_HOLDOUT_CARDS: f"{low!r}:{high!r}"}
+
+
 def labels_cutoff(fs: FraudFeatureStore) -> datetime:
     """The default label cut-off: now, or just after the newest stored label if that is later.
 
@@ -122,7 +131,8 @@ def train(
     start = end - config.window
     labels_as_of = config.labels_as_of or labels_cutoff(fs)
     frame = load_window(fs, start, end, labels_as_of)
-    split = time_split(frame, config.val_fraction, config.holdout_fraction)
+    splitter = card_split if config.holdout == "cards" else time_split
+    split = splitter(frame, config.val_fraction, config.holdout_fraction)
     digest = fingerprint(frame)
     rows = {"train": len(split.train), "val": len(split.val), "holdout": len(split.holdout)}
     log.info("training set", extra={**rows, "frauds": int(frame["is_fraud"].sum())})
@@ -188,6 +198,7 @@ def train(
                     TAG_MODEL_KIND: config.model,
                     TAG_HOLDOUT_START: split.holdout_start.isoformat(),
                     TAG_HOLDOUT_END: end.isoformat(),
+                    **_cards_tag(split),
                     TAG_LABELS_AS_OF: labels_as_of.isoformat(),
                     TAG_FINGERPRINT: digest,
                 },

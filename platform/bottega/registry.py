@@ -28,6 +28,8 @@ CHALLENGER = "challenger"
 TAG_MODEL_KIND = "bottega.model_kind"
 TAG_HOLDOUT_START = "bottega.holdout_start"
 TAG_HOLDOUT_END = "bottega.holdout_end"
+# "lo:hi": the holdout is the rows of the cards whose hash bucket lies in [lo, hi); absent: by time.
+TAG_HOLDOUT_CARDS = "bottega.holdout_cards"
 TAG_LABELS_AS_OF = "bottega.labels_as_of"
 TAG_FINGERPRINT = "bottega.data_fingerprint"
 # Version tags written by promotion.

@@ -29,7 +29,7 @@ class DriftConfig:
     numerical: tuple[str, ...]
     categorical: tuple[str, ...]
     num_method: str = "wasserstein"
-    num_threshold: float = 0.1
+    num_threshold: float = 0.2
     cat_method: str = "jensenshannon"
     cat_threshold: float = 0.1
     prediction_method: str = "psi"

@@ -57,6 +57,7 @@ class SubprocessJobs:
         cwd: Path,
         window: timedelta,
         model: str = "mlp",
+        holdout: str = "cards",
         epochs: int | None = None,
         timeout_s: float = 1800.0,
         python: str = sys.executable,
@@ -65,6 +66,7 @@ class SubprocessJobs:
         self._cwd = cwd
         self._window = window
         self._model = model
+        self._holdout = holdout
         self._epochs = epochs
         self._timeout_s = timeout_s
         self._python = python
@@ -74,6 +76,7 @@ class SubprocessJobs:
     def train(self) -> dict[str, Any]:
         """Train on the recent window; the window ends at the newest transaction in the store."""
         args = ["--window", format_duration(self._window), "--model", self._model]
+        args += ["--holdout", self._holdout]
         if self._epochs is not None:
             args += ["--epochs", str(self._epochs)]
         report = self._run("pipelines.train", args)

@@ -33,6 +33,7 @@ def subprocess_jobs(settings: TrainerSettings) -> SubprocessJobs:
         cwd=settings.project_root,
         window=options.window,
         model=options.model,
+        holdout=options.holdout,
         epochs=options.epochs,
         timeout_s=options.job_timeout_s,
     )

@@ -25,6 +25,11 @@ class RetrainOptions(BaseModel):
         "(simulated time): recent enough to hold the drifted data.",
     )
     model: Literal["mlp", "logreg", "rules"] = "mlp"
+    holdout: Literal["newest", "cards"] = Field(
+        default="cards",
+        description="The challenger's holdout, on which it and the champion are compared: whole "
+        "cards over the window, so that it spans the drifted hours (see pipelines/train/data.py).",
+    )
     epochs: int | None = Field(default=None, ge=1, description="Default: the training config's.")
     cooldown_s: float = Field(
         default=300.0, ge=0, description="No new run for this long after a run ends."

@@ -95,11 +95,11 @@ def backfill(
         command.append("--allow-existing")
     done = subprocess.run(command, env=child_environment(), check=False)
     if done.returncode == 0:
-        run_cli(_reload_running_ingest)
+        run_cli(reload_running_ingest)
     raise typer.Exit(done.returncode)
 
 
-def _reload_running_ingest() -> None:
+def reload_running_ingest() -> None:
     """A running ingest holds card state from before the backfill: restart it so it rebuilds
     that state from the store, which now holds the backfilled history."""
     from bottega.stack.services import build_local_stack

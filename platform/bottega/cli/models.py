@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from bottega.cli.common import app, console, run_cli, setup_logging
+from bottega.cli.data import reload_running_ingest
 from bottega.settings import BottegaSettings, load_settings
 from bottega.stack.process import child_environment
 
@@ -161,6 +162,9 @@ def bootstrap(
         code = _run_job("pipelines.backfill", "--scenario", str(scenario), "--days", str(days))
         if code:
             raise typer.Exit(code)
+        # A running ingest recovered its card state from the empty store: without a restart it
+        # would serve 24-hour and 7-day aggregates that ignore the whole backfilled history.
+        run_cli(reload_running_ingest)
     else:
         console.print("the feature store already holds history: no backfill")
     console.print("training")

@@ -59,7 +59,7 @@ class DemoOptions:
     bootstrap_days: float = 8.0
     bootstrap_window: str = "4d"
     loop_timeout_s: float = 600.0  # for a retraining still running after the replays
-    monitor_window: timedelta = timedelta(hours=2)
+    monitor_window: timedelta = timedelta(hours=6)  # the monitor's default window
 
 
 @dataclass

@@ -130,6 +130,7 @@ class ReplayStats:
     phase: str = ""
     phases: list[PhaseMark] = field(default_factory=list)
     transactions: int = 0
+    lead_in: int = 0  # transactions published, unscored, to close the gap before the start
     frauds: int = 0
     predicted: int = 0
     predict_errors: int = 0
@@ -172,12 +173,15 @@ class ReplayStats:
             "scenario": self.scenario,
             "sim_start": self.sim_start.isoformat(),
             "sim_end": (self.sim_now or self.sim_start).isoformat(),
+            "planned_end": self.sim_end.isoformat(),
+            "wall_started": round(self.wall_started, 3),
             "wall_seconds": round(time.time() - self.wall_started, 2),
             "phases": [
                 {"name": p.name, "simulated": p.simulated.isoformat(), "wall": round(p.wall, 3)}
                 for p in self.phases
             ],
             "transactions": self.transactions,
+            "lead_in": self.lead_in,
             "frauds": self.frauds,
             "predicted": self.predicted,
             "predict_errors": self.predict_errors,
@@ -213,6 +217,7 @@ class Player:
         publisher: Publisher,
         client: httpx.Client | None,
         clock: Callable[[], float] = time.monotonic,
+        lead_in_until: datetime | None = None,
     ) -> None:
         if options.predict and client is None:
             raise ValueError("predicting needs an HTTP client for the model server")
@@ -222,6 +227,8 @@ class Player:
         self.publisher = publisher
         self.client = client
         self.clock = clock
+        # Events before this time are the lead-in: published at once, neither paced nor scored.
+        self.lead_in_until = lead_in_until.timestamp() if lead_in_until else float("-inf")
         self._labels: list[tuple[float, int, Label]] = []
         self._order = itertools.count()
         self._slots = threading.BoundedSemaphore(options.concurrency)
@@ -235,6 +242,7 @@ class Player:
         wall_zero = self.clock()
         sim_zero = stats.sim_start.timestamp()
         previous_due = wall_zero
+        paced = False
         with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="replay") as pool:
             for event in self.events:
                 if stop.is_set():
@@ -242,6 +250,13 @@ class Player:
                     break
                 txn = event.transaction
                 t = txn.event_time.timestamp()
+                if t < self.lead_in_until:
+                    self._lead_in(event)
+                    continue
+                if not paced:
+                    # The clock starts with the first paced event, after the lead-in.
+                    wall_zero = previous_due = self.clock()
+                    paced = True
                 due = self._due(t - sim_zero, wall_zero, previous_due)
                 previous_due = due
                 if not self._wait_until(due, stop):
@@ -271,6 +286,15 @@ class Player:
         self.publisher.flush(timeout=30.0)
         stats.finished = True
         return stats
+
+    def _lead_in(self, event: SimulatedEvent) -> None:
+        txn = event.transaction
+        self._publish_due_labels(txn.event_time.timestamp())
+        self._schedule_label(event)
+        self.publisher.publish(txn)
+        self.stats.phase = "lead-in"
+        self.stats.sim_now = txn.event_time
+        self.stats.lead_in += 1
 
     def _due(self, sim_offset_s: float, wall_zero: float, previous_due: float) -> float:
         due = wall_zero

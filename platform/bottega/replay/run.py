@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -54,8 +55,13 @@ def replay_scenario(
     console: Console,
     start: datetime | None = None,
     duration: timedelta | None = None,
+    observe: Callable[[ReplayStats], None] | None = None,
 ) -> ReplayStats:
-    """Play ``scenario`` from where the feature store's history ends, with a progress display."""
+    """Play ``scenario`` from where the feature store's history ends, with a progress display.
+
+    ``observe`` receives the live statistics before the first event is played (a caller that
+    watches the replay from another thread, as the end-to-end tests do).
+    """
     if options.predict:
         check_serving(settings)
     planned = plan(settings, scenario, start=start, duration=duration)
@@ -63,8 +69,11 @@ def replay_scenario(
         f"replaying [bold]{planned.scenario.name}[/] from {planned.start:%Y-%m-%d %H:%M} "
         f"to {planned.end:%Y-%m-%d %H:%M} UTC (simulated), "
         f"{planned.cards_with_history} cards with history"
+        + (f", after a lead-in of {planned.lead_in} (unscored)" if planned.lead_in else "")
     )
     stats = ReplayStats(planned.scenario.name, planned.start, planned.end)
+    if observe is not None:
+        observe(stats)
     client = (
         httpx.Client(
             base_url=settings.serving.url,
@@ -76,7 +85,12 @@ def replay_scenario(
     try:
         with _producer(settings) as producer:
             player = Player(
-                planned.simulator.events(), stats, options, publisher=producer, client=client
+                planned.simulator.events(),
+                stats,
+                options,
+                publisher=producer,
+                client=client,
+                lead_in_until=planned.start if planned.lead_in else None,
             )
             with Progress(stats, console, AlertWatch(settings.prometheus.url)):
                 player.run(stop)

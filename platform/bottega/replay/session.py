@@ -7,6 +7,10 @@ The world carries on from what the platform has already seen:
   so a replay starts at the scenario's own start moved forward by whole days, to the first such
   time after the newest transaction in the feature store. On an empty store it starts at the
   scenario's start.
+- **the gap.** The hours between the store's newest transaction and that start are not left
+  silent: the scenario's first phase fills them (the *lead-in*), published on ``transactions``
+  with their labels but neither paced nor scored. Silence would be a drift of its own: every
+  card's 1-hour and 24-hour counts would start low, and the monitor would say so.
 - **the cards.** Their aggregates are rebuilt from the store's raw log (read-only), so that a
   card's first simulated transaction sees the same history that the model server reads online,
   and the oracle's probabilities stay consistent with what the model sees.
@@ -37,6 +41,7 @@ class Plan:
     start: datetime
     end: datetime
     cards_with_history: int
+    lead_in: timedelta  # from the store's newest transaction to ``start``, played unscored
 
 
 def plan(
@@ -65,8 +70,11 @@ def plan(
         },
     )
     until = begin + duration if duration is not None else None
-    simulator = Simulator(scenario, start=begin, until=until, cards=lambda: _copy(cards))
-    return Plan(scenario, simulator, begin, simulator.end, len(cards.cards))
+    lead_in = begin - newest if newest is not None and begin > newest else timedelta(0)
+    simulator = Simulator(
+        scenario, start=begin, until=until, history=lead_in, cards=lambda: _copy(cards)
+    )
+    return Plan(scenario, simulator, begin, simulator.end, len(cards.cards), lead_in)
 
 
 def _copy(cards: CardAggregator) -> CardAggregator:

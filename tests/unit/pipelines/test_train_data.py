@@ -75,3 +75,29 @@ def test_the_reference_is_the_newest_day_of_unfitted_rows() -> None:
     # A whole daily cycle: every hour of the day is in the reference.
     assert set(pd.to_datetime(ref["event_time"]).dt.hour) == set(range(24))
     assert len(reference_rows(split, rows=20, seed=0)) == 20
+
+
+def test_a_split_by_card_keeps_each_card_in_one_part_across_the_whole_window() -> None:
+    from pipelines.train.data import card_split, in_buckets
+
+    n = 4000
+    times = pd.date_range("2026-01-01", periods=n, freq="1min", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "event_time": times,
+            "card_id": [f"card-{i % 397}" for i in range(n)],
+            "is_fraud": [i % 13 == 0 for i in range(n)],
+        }
+    )
+    split = card_split(frame, val_fraction=0.15, holdout_fraction=0.15)
+    parts = [set(p["card_id"]) for p in (split.train, split.val, split.holdout)]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert sum(len(p) for p in (split.train, split.val, split.holdout)) == n
+    assert 0.08 < len(split.holdout) / n < 0.22
+    # The holdout spans the window, not only its newest rows.
+    held = pd.to_datetime(split.holdout["event_time"])
+    assert held.min() < times[n // 10] and held.max() > times[-n // 10]
+    # The promotion job rebuilds exactly these rows from the recorded bucket range.
+    assert split.holdout_cards is not None
+    rebuilt = in_buckets(frame, *split.holdout_cards)
+    assert rebuilt["card_id"].tolist() == split.holdout["card_id"].tolist()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -87,6 +88,29 @@ def test_each_transaction_is_scored_before_it_is_published() -> None:
         assert order.index(("predict", ident)) < order.index(("txn", ident))
     assert stats.versions_seen == {"3": 20} and stats.last_score == 0.25
     assert bus.flushed
+
+
+def test_the_lead_in_is_published_with_its_labels_unscored_and_unpaced() -> None:
+    # Ten events in the hour before the start close the gap; ten after it are the replay.
+    events = [event(i, minutes=i * 6 - 60, label_after=5) for i in range(10)]
+    events += [event(100 + i, minutes=i, label_after=None) for i in range(10)]
+    log: list[tuple[str, str]] = []
+    stats = ReplayStats("test", T0, T0 + timedelta(hours=1))
+    slow = ReplayOptions(speed=60.0, concurrency=1)  # a simulated minute per wall second
+    player = Player(
+        events, stats, slow, publisher=FakeBus(log), client=server(log), lead_in_until=T0
+    )
+    began = time.monotonic()
+    player.run(threading.Event())
+    # The lead-in took no pacing: the replay's 9 simulated minutes took about 9 s, not 69.
+    assert time.monotonic() - began < 30
+    assert stats.lead_in == 10 and stats.transactions == stats.predicted == 10
+    predicted = {ident for kind, ident in log if kind == "predict"}
+    lead = {str(e.transaction.event_id) for e in events[:10]}
+    assert not predicted & lead
+    assert {ident for kind, ident in log if kind == "txn"} >= lead
+    assert sum(kind == "label" for kind, _ in log) == 10  # the lead-in's labels came due
+    assert [p.name for p in stats.phases] == ["a"]
 
 
 def test_labels_wait_for_the_simulated_clock_and_missing_ones_are_never_sent() -> None:
