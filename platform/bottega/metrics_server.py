@@ -34,6 +34,9 @@ class MetricsServer:
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             path = environ.get("PATH_INFO", "")
+            if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+                # Read-only: nothing here takes a write.
+                return _text(start_response, "405 Method Not Allowed", b"method not allowed\n")
             if path == "/livez":
                 return _text(start_response, "200 OK", b"ok\n")
             if path == "/readyz":
