@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -22,6 +23,12 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Scrapes every few seconds would drown the log."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """A request line naming HTTP/2 or later is the client's mistake: 400, as uvicorn
+        answers it, not the standard library's 505."""
+        bad_version = code == HTTPStatus.HTTP_VERSION_NOT_SUPPORTED
+        super().send_error(HTTPStatus.BAD_REQUEST if bad_version else code, message, explain)
 
 
 class MetricsServer:

@@ -4,6 +4,7 @@ never write the token to their log."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -20,6 +21,13 @@ from .test_trainer import notification
 LOOPBACK = "127.0.0.1"
 
 
+def ipv4(address: str) -> str:
+    """An IPv4-mapped IPv6 address (Java's dual-stack sockets: ``::ffff:127.0.0.1``) as IPv4."""
+    ip = ipaddress.ip_address(address)
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return str(mapped or ip)
+
+
 def listening(pid: int) -> set[tuple[str, int]]:
     """The addresses that a process and all its children listen on."""
     root = psutil.Process(pid)
@@ -31,7 +39,7 @@ def listening(pid: int) -> set[tuple[str, int]]:
             continue
         for conn in connections:
             if conn.status == psutil.CONN_LISTEN:
-                found.add((conn.laddr.ip, conn.laddr.port))
+                found.add((ipv4(conn.laddr.ip), conn.laddr.port))
     return found
 
 
@@ -76,7 +84,7 @@ def test_state_changing_endpoints_refuse_every_request_without_the_token(
         "the token and more": f"Bearer {token}x",
         "the token with no scheme": token,
         "the token as Basic": f"Basic {token}",
-        "an empty bearer": "Bearer ",
+        "a bearer with no token": "Bearer",
     }
     bodies: dict[str, dict[str, Any]] = {
         "a firing retrain alert": {"json": notification("FeatureDriftDetected")},

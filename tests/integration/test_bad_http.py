@@ -5,6 +5,7 @@ traceback. (The model server's schema is fuzzed in ``test_serving_contract``.)""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import uuid
 from collections.abc import Iterator
@@ -32,14 +33,18 @@ TOKEN = "fuzz-token-0123456789abcdef0123456789"
 Bad = tuple[str, str, str, dict[str, Any]]
 
 
-def bodies(path: str, limit: int) -> list[Bad]:
-    """The bad bodies every JSON endpoint is sent."""
-    return [
-        ("malformed JSON", "POST", path, {"content": b'{"amount": ', "headers": JSON}),
+def bodies(path: str, limit: int, *, optional: bool = False) -> list[Bad]:
+    """The bad bodies every JSON endpoint is sent; with ``optional``, the endpoint takes no body
+    or JSON null as a request with the defaults, so those are not bad."""
+    nothing: list[Bad] = [
         ("an empty body", "POST", path, {"content": b"", "headers": JSON}),
+        ("JSON null", "POST", path, {"content": b"null", "headers": JSON}),
+    ]
+    return [
+        *([] if optional else nothing),
+        ("malformed JSON", "POST", path, {"content": b'{"amount": ', "headers": JSON}),
         ("a JSON array", "POST", path, {"content": b"[1, 2, 3]", "headers": JSON}),
         ("a JSON string", "POST", path, {"content": b'"hello"', "headers": JSON}),
-        ("JSON null", "POST", path, {"content": b"null", "headers": JSON}),
         ("non-UTF-8 bytes", "POST", path, {"content": b"\xff\xfe\x00\x81", "headers": JSON}),
         (
             "deeply nested JSON",
@@ -56,12 +61,6 @@ def bodies(path: str, limit: int) -> list[Bad]:
         ),
         ("XML", "POST", path, {"content": b"<a/>", "headers": {"content-type": "text/xml"}}),
         ("an oversize body", "POST", path, {"content": b" " * (limit + 1), "headers": JSON}),
-        (
-            "a lying Content-Length",
-            "POST",
-            path,
-            {"content": b"{}", "headers": {**JSON, "content-length": "abc"}},
-        ),
     ]
 
 
@@ -96,7 +95,7 @@ def test_the_model_server_refuses_bad_bodies_with_a_4xx(
         *bodies("/predict", limit),
         *bodies("/predict_batch", limit),
         ("a batch of one bad item", "POST", "/predict_batch", {"json": {"transactions": [{}]}}),
-        ("a huge amount", "POST", "/predict", {"json": {"amount": 1e400}}),
+        ("a huge amount", "POST", "/predict", {"content": b'{"amount": 1e400}', "headers": JSON}),
         *common(("/predict", "/model")),
     ]
     seen = check_all(url, requests)
@@ -112,7 +111,7 @@ def test_the_trainer_refuses_bad_bodies_with_a_4xx_even_with_the_token(
     limit = 1024 * 1024
     requests = [
         *bodies("/webhook", limit),
-        *bodies("/retrain", limit),
+        *bodies("/retrain", limit, optional=True),
         ("alerts not a list", "POST", "/webhook", {"json": {"alerts": "all of them"}}),
         ("an alert without labels", "POST", "/webhook", {"json": {"alerts": [{}]}}),
         ("a reason that is a number", "POST", "/retrain", {"json": {"reason": 5}}),
@@ -153,17 +152,27 @@ def test_bytes_that_are_not_http_get_a_400_or_a_closed_connection(
     for garbage in (
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
         b"GET / HTTP/9.9\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
         b"HELLO\r\n\r\n",
         b"\xff" * 1024 + b"\r\n\r\n",
     ):
         with socket.create_connection((endpoint.host, endpoint.port), timeout=10) as sock:
-            sock.sendall(garbage)
+            # A server may answer and close before it has read everything: that is fine.
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                sock.sendall(garbage)
+                sock.shutdown(socket.SHUT_WR)
             try:
                 answer = sock.recv(200)
             except ConnectionResetError:
                 answer = b""
-        status = answer.split(b" ", 2)[1] if answer.startswith(b"HTTP/") else b""
-        assert answer == b"" or status.startswith(b"4"), (service, garbage[:10], answer)
+        if answer.startswith(b"HTTP/"):
+            assert answer.split(b" ", 2)[1].startswith(b"4"), (service, garbage[:10], answer)
+        else:
+            # Nothing, or (the ingest's wsgiref, to a request with no HTTP version) a bare
+            # HTML error page.
+            assert answer == b"" or b"Error code: 400" in answer, (service, garbage[:10], answer)
 
 
 @pytest.fixture()
@@ -198,7 +207,7 @@ def fuzz(url: str, headers: dict[str, str] | None = None) -> set[str]:
     operations = [result.ok() for result in schema.get_all_operations()]
     for operation in operations:
         modes = [GenerationMode.POSITIVE]
-        if operation.method.upper() == "POST" or operation.path_parameters:
+        if operation.method.upper() == "POST":
             modes.append(GenerationMode.NEGATIVE)
         for mode in modes:
 
