@@ -55,6 +55,8 @@ def backfill(
     """Write ``days`` of history ending at ``end`` (default: now, to the minute)."""
     if days <= 0:
         raise ConfigError(f"days must be positive, got {days}")
+    # The user's inputs first, before the store is touched.
+    scenario = load_scenario(scenario_path)
     end = (end or datetime.now(UTC)).replace(second=0, microsecond=0)
     start = end - timedelta(days=days)
     fs.apply()
@@ -67,7 +69,6 @@ def backfill(
     recovery = fs.recover()
     aggregator = recovery.aggregator
 
-    scenario = load_scenario(scenario_path)
     simulator = Simulator(scenario, start=start, until=end)
     chunk: list[tuple[Transaction, Source]] = []
     oracle: list[SimulatedEvent] = []
