@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,8 +13,6 @@ from bottega.log import configure_logging
 from bottega.settings import BottegaSettings, load_settings
 from bottega.usecases.fraud.store import FraudFeatureStore
 from pipelines.backfill.job import backfill
-
-log = logging.getLogger("pipelines.backfill")
 
 
 def _utc_time(text: str) -> datetime:
@@ -55,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             allow_existing=args.allow_existing,
         )
     except BottegaError as exc:
-        log.error("backfill failed", extra={"error": str(exc)})
+        # One line, for a person and for the trainer (which reads it back): not a log record
+        # as well, which would say the same thing twice.
         sys.stderr.write(f"error: {exc}\n")
         return 1
     sys.stdout.write(json.dumps(report.to_dict()) + "\n")

@@ -60,6 +60,7 @@ def backfill(
     """
     if days <= 0:
         raise ConfigError(f"days must be positive, got {days}")
+    # The user's inputs first, before the store is touched.
     scenario = load_scenario(scenario_path)
     end = (end or aligned_end(scenario.start, datetime.now(UTC))).replace(second=0, microsecond=0)
     start = end - timedelta(days=days)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from bottega.errors import BottegaError
@@ -14,8 +13,6 @@ from bottega.settings import BottegaSettings, load_settings
 from bottega.usecases.fraud.store import FraudFeatureStore
 from pipelines.promote.job import promote
 from pipelines.promote.policy import PromotionPolicy
-
-log = logging.getLogger("pipelines.promote")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             publish=lambda event: publish_model_event(settings.kafka, event),
         )
     except BottegaError as exc:
-        log.error("promotion failed", extra={"error": str(exc)})
+        # One line, for a person and for the trainer (which reads it back): not a log record
+        # as well, which would say the same thing twice.
         sys.stderr.write(f"error: {exc}\n")
         return 1
     sys.stdout.write(json.dumps(report.to_dict()) + "\n")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +15,6 @@ from bottega.usecases.fraud.model import MODEL_KINDS
 from bottega.usecases.fraud.scenario import parse_duration
 from pipelines.train.config import load_config
 from pipelines.train.job import train
-
-log = logging.getLogger("pipelines.train")
 
 
 def _utc_time(text: str) -> datetime:
@@ -71,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         report = train(settings, config, register=not args.no_register)
     except BottegaError as exc:
-        log.error("training failed", extra={"error": str(exc)})
+        # One line, for a person and for the trainer (which reads it back): not a log record
+        # as well, which would say the same thing twice.
         sys.stderr.write(f"error: {exc}\n")
         return 1
     sys.stdout.write(json.dumps(report.to_dict()) + "\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -23,6 +24,12 @@ class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Scrapes every few seconds would drown the log."""
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """A request line naming HTTP/2 or later is the client's mistake: 400, as uvicorn
+        answers it, not the standard library's 505."""
+        bad_version = code == HTTPStatus.HTTP_VERSION_NOT_SUPPORTED
+        super().send_error(HTTPStatus.BAD_REQUEST if bad_version else code, message, explain)
+
 
 class MetricsServer:
     """Serves metrics and health in a background thread until :meth:`stop`."""
@@ -34,6 +41,9 @@ class MetricsServer:
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             path = environ.get("PATH_INFO", "")
+            if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+                # Read-only: nothing here takes a write.
+                return _text(start_response, "405 Method Not Allowed", b"method not allowed\n")
             if path == "/livez":
                 return _text(start_response, "200 OK", b"ok\n")
             if path == "/readyz":

@@ -53,6 +53,12 @@ class KafkaSettings(Endpoint):
     replication_factor: int = Field(default=1, ge=1)
     heap: str = "512m"
     request_timeout_ms: int = Field(default=10_000, ge=100)
+    max_event_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="A consumed message larger than this is dead-lettered unparsed; events are "
+        "a few kB, and parsing a megabyte of JSON per message would stall a consumer.",
+    )
 
     @property
     def bootstrap_servers(self) -> str:

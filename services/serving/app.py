@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bottega.asgi import BodyLimit
 from bottega.errors import BottegaError
 from services.serving.metrics import ServingMetrics
 from services.serving.models import ModelSlots
@@ -48,64 +47,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class BodyLimit:
-    """Refuses a body over ``limit`` bytes with a 413, by its header or as it streams in."""
-
-    def __init__(self, app: ASGIApp, limit: int, on_reject: Callable[[], None]) -> None:
-        self.app = app
-        self.limit = limit
-        self.on_reject = on_reject
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._reject(send)
-            return
-        received = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLarge
-            return message
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracked)
-        except _TooLarge:
-            if not started:
-                await self._reject(send)
-
-    async def _reject(self, send: Send) -> None:
-        self.on_reject()
-        body = ErrorResponse(
-            error=f"the request body is over the limit of {self.limit} bytes",
+def too_large(limit: int) -> bytes:
+    """The 413 body: an :class:`ErrorResponse` naming the body."""
+    return (
+        ErrorResponse(
+            error=f"the request body is over the limit of {limit} bytes",
             fields=[FieldError(field="body", message="too large")],
-        ).model_dump_json()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json")],
-            }
         )
-        await send({"type": "http.response.body", "body": body.encode()})
-
-
-class _TooLarge(Exception):
-    pass
+        .model_dump_json()
+        .encode()
+    )
 
 
 def field_errors(exc: RequestValidationError) -> list[FieldError]:
@@ -190,6 +141,7 @@ def build_app(
         BodyLimit,
         limit=max_body_bytes,
         on_reject=lambda: metrics.requests_rejected.labels("too_large").inc(),
+        body=too_large,
     )
     return app
 

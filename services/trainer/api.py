@@ -1,7 +1,9 @@
 """The trainer's HTTP API: Alertmanager's webhook, a manual trigger, the run history, metrics.
 
-``POST /webhook`` and ``POST /retrain`` need ``Authorization: Bearer <token>``; anything else is
-answered 401 and trains nothing. The webhook answers 2xx to every notification it understood,
+Every request that may change state (any method but GET, HEAD and OPTIONS: ``POST /webhook``,
+``POST /retrain``) needs ``Authorization: Bearer <token>``. Without it the answer is 401, before
+the body is read, and nothing is trained. A body over ``max_body_bytes`` is answered 413. The
+webhook answers 2xx to every notification it understood,
 deduplicated or not: a non-2xx answer would make Alertmanager send it again and again.
 """
 
@@ -9,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Response, status
+from fastapi import FastAPI, HTTPException, Response, status
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, SecretStr
 
-from bottega.auth import bearer_matches
+from bottega.asgi import BearerGuard, BodyLimit
 from services.trainer.alerts import Notification
 from services.trainer.history import RunHistory
 from services.trainer.metrics import TrainerMetrics
@@ -33,23 +35,13 @@ def build_app(
     token: SecretStr,
     registry: CollectorRegistry,
     metrics: TrainerMetrics,
+    *,
+    max_body_bytes: int = 1024 * 1024,
 ) -> FastAPI:
     """The trainer's app, over the given retrainer, history and token."""
     app = FastAPI(title="Bottega trainer", docs_url=None, redoc_url=None)
 
-    def guard(source: str) -> Any:
-        def check(authorization: str | None = Header(default=None)) -> None:
-            if not bearer_matches(authorization, token):
-                metrics.requests.labels(source, "unauthorized").inc()
-                raise HTTPException(
-                    status.HTTP_401_UNAUTHORIZED,
-                    detail="a valid bearer token is required",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-
-        return Depends(check)
-
-    @app.post("/webhook", dependencies=[guard("alert")])
+    @app.post("/webhook")
     def webhook(notification: Notification) -> JSONResponse:
         names = notification.retrain_alerts()
         if not names:
@@ -57,7 +49,7 @@ def build_app(
             return JSONResponse({"outcome": "ignored", "reason": "no firing retrain alert"})
         return answer(retrainer.submit("alert", names, reason=notification.groupKey))
 
-    @app.post("/retrain", dependencies=[guard("manual")])
+    @app.post("/retrain")
     def retrain(request: ManualRequest | None = None) -> JSONResponse:
         reason = request.reason if request is not None else "manual"
         submission = retrainer.submit("manual", [], reason=reason)
@@ -88,6 +80,14 @@ def build_app(
     def readyz() -> dict[str, str]:
         return {"status": "ready"}
 
+    # The last added runs first: the token is checked before the body is even counted.
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(
+        BearerGuard,
+        token=token,
+        sources={"/webhook": "alert", "/retrain": "manual"},
+        on_reject=lambda source: metrics.requests.labels(source, "unauthorized").inc(),
+    )
     return app
 
 

@@ -47,5 +47,12 @@ def build_trainer(
     metrics = TrainerMetrics(registry)
     history = RunHistory(settings.history_path)
     retrainer = Retrainer(jobs or subprocess_jobs(settings), history, policy_of(settings), metrics)
-    app = build_app(retrainer, history, load_trainer_token(settings), registry, metrics)
+    app = build_app(
+        retrainer,
+        history,
+        load_trainer_token(settings),
+        registry,
+        metrics,
+        max_body_bytes=settings.retrain.max_body_bytes,
+    )
     return app, retrainer

@@ -40,6 +40,9 @@ class RetrainOptions(BaseModel):
     job_timeout_s: float = Field(
         default=1800.0, gt=0, description="A training or promotion job is killed after this."
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body the API reads."
+    )
     history_file: Path | None = Field(
         default=None, description="The run history (JSON lines); default <home>/trainer/runs.jsonl."
     )

@@ -12,6 +12,7 @@ from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from bottega.bus import BusMetrics, Consumer, Envelope, Producer
+from bottega.bus.consumer import DLQ_VALUE_LIMIT
 from bottega.events import Transaction
 from bottega.settings import KafkaSettings
 
@@ -207,6 +208,31 @@ def test_poisoned_messages_go_to_the_dlq_and_the_rest_are_handled() -> None:
         "bottega_bus_messages_total", {"topic": "transactions", "outcome": "dead_lettered"}
     )
     assert dead == 3
+
+
+def test_a_huge_message_is_dead_lettered_unparsed_and_its_copy_fits() -> None:
+    # A valid event, but over the size limit; and a megabyte of garbage, whose copy with the
+    # DLQ's headers would be over the broker's limit if it were copied whole.
+    padded = Transaction.model_validate_json(txn_bytes("a")).model_copy(
+        update={"device_id": "d" * 70_000}
+    )
+    huge = b"x" * (1024 * 1024 - 100)
+    fake = FakeConsumer(records([padded.to_bytes(), huge, txn_bytes("b")]))
+    seen: list[str] = []
+    consumer, dlq = make_consumer(fake, lambda b: seen.extend(e.event.card_id for e in b))
+    result = consumer.poll_once()
+    assert seen == ["b"] and result.dead_lettered == 2
+    first, second = (dict(headers or []) for *_, headers in dlq.sent)
+    assert (
+        first["bottega.error"]
+        == (
+            f"Transaction: the message is {len(padded.to_bytes())} bytes, over the limit of 65536"
+        ).encode()
+    )
+    assert dlq.sent[0][1] == padded.to_bytes() and "bottega.truncated_from" not in first
+    assert second["bottega.truncated_from"] == str(len(huge)).encode()
+    assert dlq.sent[1][1] == huge[:DLQ_VALUE_LIMIT]
+    assert fake.committed == {TopicPartition("transactions", 0): 3}
 
 
 def test_a_dlq_outage_blocks_the_commit() -> None:

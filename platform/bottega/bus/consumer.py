@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
 
+# A dead letter carries the message's value whole up to this size, and its start beyond it: with
+# the headers added, a copy of a message near the broker's 1 MiB limit would no longer fit, the
+# dead-lettering would fail, and the partition would be stuck behind it for good.
+DLQ_VALUE_LIMIT = 512 * 1024
+
 CONSUMER_DEFAULTS: Mapping[str, Any] = {
     "enable_auto_commit": False,
     "auto_offset_reset": "earliest",
@@ -60,7 +65,8 @@ class Consumer:
     batch of parsed envelopes. When it returns, the batch's offsets are committed and any
     unparseable messages of the batch have been acknowledged by ``<topic>.dlq``. When it raises,
     nothing is committed, the consumer seeks back to the start of the batch, and the next poll,
-    after a growing backoff, hands it the same messages again. ``client`` replaces the
+    after a growing backoff, hands it the same messages again. A message over
+    ``kafka.max_event_bytes`` is dead-lettered without being parsed. ``client`` replaces the
     kafka-python consumer, for unit tests.
     """
 
@@ -92,6 +98,7 @@ class Consumer:
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._backoff_s = 0.0
+        self._max_event_bytes = kafka.max_event_bytes
         self._metrics = metrics or BusMetrics.for_registry()
         if client is None:
             options: dict[str, Any] = {
@@ -141,6 +148,11 @@ class Consumer:
                 try:
                     if message.value is None:
                         raise SchemaError(f"{schema.__name__}: the message has no value")
+                    if len(message.value) > self._max_event_bytes:
+                        raise SchemaError(
+                            f"{schema.__name__}: the message is {len(message.value)} bytes, "
+                            f"over the limit of {self._max_event_bytes}"
+                        )
                     event = schema.from_bytes(message.value)
                 except SchemaError as exc:
                     poisoned.append((message, str(exc)))
@@ -215,6 +227,7 @@ class Consumer:
                     "reason": reason,
                 },
             )
+            value = message.value if message.value is not None else b""
             headers = [
                 ("bottega.error", reason.encode()[:4096]),
                 ("bottega.source.topic", message.topic.encode()),
@@ -222,12 +235,12 @@ class Consumer:
                 ("bottega.source.offset", str(message.offset).encode()),
                 ("bottega.consumer.group", self.group_id.encode()),
             ]
+            if len(value) > DLQ_VALUE_LIMIT:
+                headers.append(("bottega.truncated_from", str(len(value)).encode()))
+                value = value[:DLQ_VALUE_LIMIT]
             futures.append(
                 self._dead_letters.send(
-                    dlq_topic(message.topic),
-                    message.value if message.value is not None else b"",
-                    key=message.key,
-                    headers=headers,
+                    dlq_topic(message.topic), value, key=message.key, headers=headers
                 )
             )
         for future in futures:

@@ -16,6 +16,7 @@ from bottega.replay.display import AlertWatch, Progress
 from bottega.replay.player import Player, ReplayOptions, ReplayStats
 from bottega.replay.session import plan
 from bottega.settings import BottegaSettings
+from bottega.usecases.fraud.scenario import load_scenario
 
 
 class ReplayError(BottegaError):
@@ -62,9 +63,11 @@ def replay_scenario(
     ``observe`` receives the live statistics before the first event is played (a caller that
     watches the replay from another thread, as the end-to-end tests do).
     """
+    # The file first: a mistake in it is the user's to fix whatever state the stack is in.
+    loaded = load_scenario(scenario)
     if options.predict:
         check_serving(settings)
-    planned = plan(settings, scenario, start=start, duration=duration)
+    planned = plan(settings, loaded, start=start, duration=duration)
     console.print(
         f"replaying [bold]{planned.scenario.name}[/] from {planned.start:%Y-%m-%d %H:%M} "
         f"to {planned.end:%Y-%m-%d %H:%M} UTC (simulated), "

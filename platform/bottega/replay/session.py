@@ -46,15 +46,17 @@ class Plan:
 
 def plan(
     settings: BottegaSettings,
-    scenario_path: Path,
+    scenario: Scenario | Path,
     *,
     start: datetime | None = None,
     duration: timedelta | None = None,
 ) -> Plan:
-    """The simulator for ``scenario_path``, continuing the feature store's history."""
+    """The simulator for ``scenario`` (or the file it is in), continuing the feature store's
+    history."""
     from bottega.usecases.fraud.store import FraudFeatureStore
 
-    scenario = load_scenario(scenario_path)
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario)
     fs = FraudFeatureStore(settings)
     newest = fs.newest_transaction_time()
     begin = start or aligned_start(scenario.start, newest)

@@ -47,12 +47,14 @@ def notification(*alerts: tuple[str, str, str]) -> dict[str, Any]:
     }
 
 
-def client(tmp_path: Path, jobs: FakeJobs) -> tuple[TestClient, Retrainer, CollectorRegistry]:
+def client(
+    tmp_path: Path, jobs: FakeJobs, **options: int
+) -> tuple[TestClient, Retrainer, CollectorRegistry]:
     registry = CollectorRegistry()
     metrics = TrainerMetrics(registry)
     history = RunHistory(tmp_path / "runs.jsonl")
     retrainer = Retrainer(jobs, history, RetrainPolicy(cooldown_s=0), metrics)
-    app = build_app(retrainer, history, SecretStr(TOKEN), registry, metrics)
+    app = build_app(retrainer, history, SecretStr(TOKEN), registry, metrics, **options)
     return TestClient(app), retrainer, registry
 
 
@@ -133,3 +135,54 @@ def test_metrics_and_health(tmp_path: Path) -> None:
     http, _, _ = client(tmp_path, FakeJobs([]))
     assert http.get("/readyz").status_code == 200
     assert "bottega_trainer_running" in http.get("/metrics").text
+
+
+def test_the_token_is_checked_before_the_body_is_read(tmp_path: Path) -> None:
+    jobs = FakeJobs(["ok"])
+    http, retrainer, registry = client(tmp_path, jobs)
+    json_type = {"content-type": "application/json"}
+    for path in ("/webhook", "/retrain"):
+        # Malformed, oversize or of the wrong type: without the token, the answer is 401 all
+        # the same, so a caller without it learns nothing about what the body should be.
+        for body, headers in (
+            (b"{not json", json_type),
+            (b"x" * 5_000_000, json_type),
+            (b"\xff\xfe", {"content-type": "text/plain"}),
+        ):
+            answer = http.post(path, content=body, headers=headers)
+            assert answer.status_code == 401, (path, answer.text)
+            assert answer.json() == {"detail": "a valid bearer token is required"}
+    # Every method that may change state is guarded, on any path.
+    assert http.post("/runs").status_code == 401
+    assert http.put("/retrain").status_code == 401
+    assert http.delete("/runs/x").status_code == 401
+    assert http.get("/runs").status_code == 200
+    assert retrainer.active is None and jobs.trained == 0
+    assert (
+        registry.get_sample_value(
+            "bottega_trainer_requests_total", {"source": "manual", "outcome": "unauthorized"}
+        )
+        == 4
+    )
+
+
+def test_with_the_token_bad_bodies_are_4xx(tmp_path: Path) -> None:
+    jobs = FakeJobs(["ok"])
+    http, retrainer, _ = client(tmp_path, jobs, max_body_bytes=4096)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    json_type = {**auth, "content-type": "application/json"}
+    for path in ("/webhook", "/retrain"):
+        too_big = http.post(path, content=b"[" * 5000, headers=json_type)
+        assert too_big.status_code == 413, too_big.text
+        assert "over the limit of 4096 bytes" in too_big.json()["error"]
+        for body, headers in (
+            (b"{not json", json_type),
+            (b"\xff\xfe", json_type),
+            (b"[1, 2]", json_type),
+            (b'"a string"', json_type),
+            (b'{"reason": "x"}', {**auth, "content-type": "text/plain"}),
+        ):
+            answer = http.post(path, content=body, headers=headers)
+            assert answer.status_code == 422, (path, body, answer.text)
+    assert http.post("/webhook", json={"alerts": "none"}, headers=auth).status_code == 422
+    assert retrainer.active is None and jobs.trained == 0

@@ -46,6 +46,10 @@ DEFAULT_PATTERNS: Mapping[str, float] = {
     "compromised_merchant": 0.25,
 }
 
+MAX_CARDS = 1_000_000
+MAX_MERCHANTS = 100_000
+MAX_RATE_PER_HOUR = 10_000_000
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 
@@ -64,7 +68,10 @@ def parse_duration(value: object) -> timedelta:
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"invalid duration {value!r}: use a number and a unit (s, m, h, d, w)")
-    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+    try:
+        return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is too long") from None
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -98,10 +105,13 @@ class _Model(BaseModel):
 class PopulationSpec(_Model):
     """How many cards and merchants the world has."""
 
-    cards: int = Field(default=5000, ge=1, description="Number of cards.")
+    # The upper bounds keep a typo (an extra three zeros) from building a world that does not
+    # fit in memory.
+    cards: int = Field(default=5000, ge=1, le=MAX_CARDS, description="Number of cards.")
     merchants: int = Field(
         default=400,
         ge=len(CATEGORIES),
+        le=MAX_MERCHANTS,
         description="Number of merchants, at least one per category.",
     )
 
@@ -187,7 +197,9 @@ class Phase(_Model):
 
     name: str = Field(min_length=1)
     duration: PositiveDuration
-    rate_per_hour: float = Field(gt=0, description="Transactions per simulated hour, on average.")
+    rate_per_hour: float = Field(
+        gt=0, le=MAX_RATE_PER_HOUR, description="Transactions per simulated hour, on average."
+    )
     shifts: Shifts = Field(default_factory=Shifts)
     fraud: Fraud = Field(default_factory=Fraud)
     labels: Labels = Field(default_factory=Labels)
@@ -259,6 +271,10 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such scenario file", hint=_available(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from None
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return parse_scenario(text, source=str(path))

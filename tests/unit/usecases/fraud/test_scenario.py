@@ -199,6 +199,12 @@ def test_an_unknown_field_is_refused(tmp_path: Path) -> None:
         ("2025-01-06T00:00:00Z", "2025-01-06T00:00:00", "start", "timezone"),
         ("rate_per_hour: 600", "rate_per_hour: .inf", "phases.1.rate_per_hour", "finite"),
         ("- name: storm", "- name: calm", "phases", "repeated: calm"),
+        ("duration: 2h", "duration: 9999999999999999w", "phases.0.duration", "too long"),
+        ("cards: 100", "cards: 1000000000000", "population.cards", "less than or equal"),
+        ("merchants: 20", "merchants: 5", "population.merchants", "greater than or equal"),
+        ("rate_per_hour: 600", "rate_per_hour: 1e300", "phases.1.rate_per_hour", "less than"),
+        ("seed: 7", "seed: 7.5", "seed", "valid integer"),
+        ("  - name: calm", "  - name: ''", "phases.0.name", "at least 1 character"),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, old: str, new: str, field: str, reason: str) -> None:
@@ -237,6 +243,29 @@ def test_a_missing_file_names_it_and_lists_what_there_is(tmp_path: Path) -> None
     assert "\n" not in message
     assert message.startswith(f"{missing}: no such scenario file")
     assert "baseline.yaml" in message
+
+
+def test_a_file_that_is_not_utf8_says_where(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(GOOD.replace("name: calm", "name: caf\u00e9").encode("latin-1"))
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    offset = GOOD.index("name: calm") + len("name: caf")
+    assert str(caught.value) == f"{path}: not UTF-8 text (byte 0xe9 at offset {offset})"
+
+
+def test_a_directory_or_a_binary_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    for path, expected in (
+        (tmp_path, "cannot read"),
+        (Path("/dev/null"), "an empty file"),
+    ):
+        with pytest.raises(ScenarioError, match=expected) as caught:
+            load_scenario(path)
+        assert "\n" not in str(caught.value)
+    binary = tmp_path / "scenario.yaml"
+    binary.write_bytes(b"\x00\x01\x02 name: x")
+    with pytest.raises(ScenarioError):
+        load_scenario(binary)
 
 
 def test_several_mistakes_stay_on_one_line(tmp_path: Path) -> None:
