@@ -126,6 +126,7 @@ class ReplayStats:
     sim_start: datetime
     sim_end: datetime
     wall_started: float = field(default_factory=time.time)
+    wall_finished: float | None = None
     sim_now: datetime | None = None
     phase: str = ""
     phases: list[PhaseMark] = field(default_factory=list)
@@ -175,7 +176,7 @@ class ReplayStats:
             "sim_end": (self.sim_now or self.sim_start).isoformat(),
             "planned_end": self.sim_end.isoformat(),
             "wall_started": round(self.wall_started, 3),
-            "wall_seconds": round(time.time() - self.wall_started, 2),
+            "wall_seconds": round((self.wall_finished or time.time()) - self.wall_started, 2),
             "phases": [
                 {"name": p.name, "simulated": p.simulated.isoformat(), "wall": round(p.wall, 3)}
                 for p in self.phases
@@ -285,6 +286,7 @@ class Player:
         stats.labels_pending = len(self._labels)
         self.publisher.flush(timeout=30.0)
         stats.finished = True
+        stats.wall_finished = time.time()
         return stats
 
     def _lead_in(self, event: SimulatedEvent) -> None:
