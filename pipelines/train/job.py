@@ -41,9 +41,9 @@ from pipelines.train.config import TrainConfig
 from pipelines.train.data import (
     JUST_AFTER,
     Split,
+    card_split,
     default_end,
     fingerprint,
-    card_split,
     load_window,
     reference_rows,
     time_split,
