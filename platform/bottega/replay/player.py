@@ -132,6 +132,7 @@ class ReplayStats:
     phases: list[PhaseMark] = field(default_factory=list)
     transactions: int = 0
     lead_in: int = 0  # transactions published, unscored, to close the gap before the start
+    predict_retries: int = 0  # requests sent again after a transport failure
     frauds: int = 0
     predicted: int = 0
     predict_errors: int = 0
@@ -186,6 +187,7 @@ class ReplayStats:
             "frauds": self.frauds,
             "predicted": self.predicted,
             "predict_errors": self.predict_errors,
+            "predict_retries": self.predict_retries,
             "labels_sent": self.labels_sent,
             "labels_pending": self.labels_pending,
             "labels_never": self.labels_never,
@@ -366,9 +368,7 @@ class Player:
         stats = self.stats
         started = time.perf_counter()
         try:
-            response = self.client.post(
-                "/predict", json=request_body(txn), timeout=self.options.timeout_s
-            )
+            response = self._post(txn)
             elapsed_ms = (time.perf_counter() - started) * 1000
             if response.status_code == 200:
                 answer = response.json()
@@ -403,6 +403,20 @@ class Player:
             self.publisher.publish(txn)
             with stats._lock:
                 stats._recent.append(time.time())
+
+    def _post(self, txn: Transaction) -> httpx.Response:
+        # A transport failure (the connection dropped before an answer) is retried once, as a
+        # payment system's client would: scoring is idempotent, and the model server logs a
+        # prediction per event id, which the monitor keys on. An HTTP error is never retried.
+        assert self.client is not None
+        body = request_body(txn)
+        try:
+            return self.client.post("/predict", json=body, timeout=self.options.timeout_s)
+        except httpx.TransportError as exc:
+            with self.stats._lock:
+                self.stats.predict_retries += 1
+            log.info("predict retried", extra={"why": repr(exc)})
+            return self.client.post("/predict", json=body, timeout=self.options.timeout_s)
 
     def _failed(self, why: str) -> None:
         with self.stats._lock:

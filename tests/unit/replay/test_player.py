@@ -113,6 +113,35 @@ def test_the_lead_in_is_published_with_its_labels_unscored_and_unpaced() -> None
     assert [p.name for p in stats.phases] == ["a"]
 
 
+def test_a_dropped_connection_is_retried_once_and_an_http_error_never() -> None:
+    calls: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        calls.append(body["event_id"])
+        if body["card_id"] == "c0" and calls.count(body["event_id"]) == 1:
+            raise httpx.ReadError("[Errno 9] Bad file descriptor")
+        if body["card_id"] == "c1":
+            raise httpx.ReadError("always")
+        if body["card_id"] == "c2":
+            return httpx.Response(503, json={"detail": "busy"})
+        return httpx.Response(
+            200, json={"score": 0.1, "decision": "approve", "model_version": "3", "threshold": 0.5}
+        )
+
+    client = httpx.Client(transport=httpx.MockTransport(handle), base_url="http://serving")
+    log: list[tuple[str, str]] = []
+    stats = ReplayStats("test", T0, T0 + timedelta(hours=1))
+    events = [event(i, minutes=i) for i in range(4)]
+    Player(events, stats, FAST, publisher=FakeBus(log), client=client).run(threading.Event())
+    ids = [str(e.transaction.event_id) for e in events]
+    assert calls.count(ids[0]) == 2 and calls.count(ids[1]) == 2  # one retry each
+    assert calls.count(ids[2]) == 1 and calls.count(ids[3]) == 1  # a 503 is not retried
+    assert stats.predict_retries == 2
+    assert stats.predicted == 2 and stats.predict_errors == 2
+    assert sum(kind == "txn" for kind, _ in log) == 4  # every payment published all the same
+
+
 def test_labels_wait_for_the_simulated_clock_and_missing_ones_are_never_sent() -> None:
     events = [
         event(0, minutes=0, label_after=10),
