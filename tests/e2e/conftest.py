@@ -1,4 +1,5 @@
-"""One private local stack for the end-to-end tests: every service on free ports, its own state.
+"""One private local stack for the end-to-end tests: every service on free ports, its own state,
+stopped when the last test of this folder ends.
 
 The tests in this folder share it, in file order: the loop (``test_loop.py``) bootstraps the
 champion that the scenario tests then replay against.
@@ -19,7 +20,7 @@ from bottega.stack.settings import StackSettings
 from tests.integration.conftest import make_stack_settings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def loop_stack(
     project_root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[StackSettings]:
@@ -35,7 +36,7 @@ def loop_stack(
         stack.down()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def loop_env(loop_stack: StackSettings, project_root: Path) -> dict[str, str]:
     """The environment of a ``bottega`` command aimed at the private stack."""
     return {

@@ -56,6 +56,10 @@ class ReplayOptions:
     speed: float | None = 600.0  # simulated seconds per wall second; None: as fast as allowed
     rate: float | None = None  # at most this many transactions per wall second
     concurrency: int = 8  # requests in flight at once
+    # The replay is the outside world, not the platform: on a machine it shares with the stack
+    # it runs at this CPU niceness, so a retraining or the model server is not starved by the
+    # load it generates (0: leave the priority alone).
+    nice: int = 10
     predict: bool = True  # False: publish only (no model server)
     flush_labels: bool = False  # at the end, publish the labels not yet due
     timeout_s: float = 10.0  # per request
@@ -68,6 +72,8 @@ class ReplayOptions:
             raise ValueError(f"rate must be positive, got {self.rate}")
         if self.speed is None and self.rate is None:
             raise ValueError("give a speed, a rate, or both")
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"nice must be between 0 and 19, got {self.nice}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -47,6 +48,13 @@ def _producer(settings: BottegaSettings) -> Producer:
         ) from None
 
 
+def lower_priority(nice: int) -> None:
+    """Run this process at niceness ``nice`` or lower priority (never raises it back)."""
+    current = os.nice(0)
+    if nice > current:
+        os.nice(nice - current)
+
+
 def replay_scenario(
     settings: BottegaSettings,
     scenario: Path,
@@ -67,6 +75,7 @@ def replay_scenario(
     loaded = load_scenario(scenario)
     if options.predict:
         check_serving(settings)
+    lower_priority(options.nice)
     planned = plan(settings, loaded, start=start, duration=duration)
     console.print(
         f"replaying [bold]{planned.scenario.name}[/] from {planned.start:%Y-%m-%d %H:%M} "
