@@ -8,7 +8,6 @@ champion that the scenario tests then replay against.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,9 +27,7 @@ def loop_stack(
     settings = make_stack_settings(project_root, tmp_path_factory.mktemp("loop-home"))
     stack: LocalStack = build_local_stack(settings)
     try:
-        started = time.monotonic()
         stack.up()
-        (settings.home / "stack-up-seconds").write_text(f"{time.monotonic() - started:.1f}")
         yield settings
     finally:
         stack.down()

