@@ -11,6 +11,7 @@ it ranks better than the old champion did.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -25,6 +26,9 @@ from mlflow import MlflowClient
 from bottega.demo.timeline import trainer_runs
 from bottega.registry import CHAMPION, MODEL_NAMES, MlflowRegistry
 from bottega.stack.settings import StackSettings
+
+log = logging.getLogger(__name__)
+
 
 @pytest.fixture(scope="module")
 def demo(loop_stack: StackSettings, loop_env: dict[str, str]) -> dict[str, Any]:
@@ -43,8 +47,11 @@ def demo(loop_stack: StackSettings, loop_env: dict[str, str]) -> dict[str, Any]:
     result["returncode"] = done.returncode
     result["stdout"] = done.stdout
     result["elapsed_s"] = time.monotonic() - started
-    # Timings are the loop benchmark's to judge (make bench-loop), not a test's: say them.
-    print(f"demo: {result['elapsed_s']:.0f} s, calm replay {result['calm']['wall_seconds']} s")
+    # Timings are the loop benchmark's to judge (make bench-loop), not a test's: log them.
+    log.info(
+        "demo finished",
+        extra={"seconds": round(result["elapsed_s"]), "calm_s": result["calm"]["wall_seconds"]},
+    )
     return result
 
 
