@@ -48,6 +48,12 @@ class TrainConfig(BaseModel):
     learning_rate: float | None = Field(default=None, gt=0, description="Default by model.")
     weight_decay: float = Field(default=1e-5, ge=0)
     seed: int = 0
+    threads: int = Field(
+        default=1,
+        ge=1,
+        description="Torch CPU threads. The fraud MLP is small: on a machine shared with the "
+        "stack, more threads spin against the model server instead of helping.",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     reference_rows: int = Field(default=5000, ge=10)
     shuffle_labels: bool = Field(

@@ -74,6 +74,7 @@ def labels_of(frame: pd.DataFrame) -> np.ndarray:
 def fit(split: Split, config: TrainConfig, on_epoch: EpochHook | None = None) -> FitResult:
     """Fit ``config.model`` on the train part, stopping early on validation PR-AUC."""
     seed_everything(config.seed)
+    torch.set_num_threads(config.threads)
     train = split.train
     y_train = labels_of(train)
     if config.shuffle_labels:

@@ -71,6 +71,13 @@ class ModelSource(Protocol):
         """The version last loaded for ``alias``, from disk alone; None when there is none."""
 
 
+def limit_torch_threads(threads: int) -> None:
+    """Cap torch's intra-op threads in this process (each worker is a process of its own)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def resolve_device(setting: str) -> str:
     """``cuda`` when asked for (or ``auto``) and torch sees a GPU; else ``cpu``."""
     if setting == "cpu":

@@ -18,7 +18,12 @@ from services.serving.app import build_app
 from services.serving.features import OnlineFeatures
 from services.serving.lifecycle import ModelRefresher, ModelWatcher
 from services.serving.metrics import ServingMetrics
-from services.serving.models import MlflowModelSource, ModelSlots, resolve_device
+from services.serving.models import (
+    MlflowModelSource,
+    ModelSlots,
+    limit_torch_threads,
+    resolve_device,
+)
 from services.serving.prediction_log import PredictionLog
 from services.serving.predictor import Predictor
 from services.serving.settings import ServingSettings
@@ -44,6 +49,7 @@ class ServingRuntime:
         """Build and start a worker's runtime: the first model load happens here."""
         options = settings.serve
         metrics = ServingMetrics(REGISTRY)
+        limit_torch_threads(options.torch_threads)
         device = resolve_device(options.device)
         name = MODEL_NAMES[options.usecase]
         slots = ModelSlots()

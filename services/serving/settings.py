@@ -25,6 +25,12 @@ class ServeOptions(BaseModel):
         default="auto",
         description="cuda, cpu, or auto: CUDA when torch sees a GPU, else the CPU.",
     )
+    torch_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Torch threads per worker. One row's model is a few small matrix products: "
+        "more threads only spin against the other workers on the same cores.",
+    )
     threshold: float = Field(
         default=0.5, ge=0.0, le=1.0, description="A score at or above it is declined as fraud."
     )

@@ -29,6 +29,9 @@ from bottega.stack.settings import StackSettings
 
 log = logging.getLogger(__name__)
 
+# The demo fixture (bootstrap and two 36-hour replays) runs inside the first test's time.
+pytestmark = pytest.mark.timeout(1800)
+
 
 @pytest.fixture(scope="module")
 def demo(loop_stack: StackSettings, loop_env: dict[str, str]) -> dict[str, Any]:

@@ -23,6 +23,9 @@ from bottega.replay.run import replay_scenario
 from bottega.stack.settings import StackSettings
 
 
+pytestmark = pytest.mark.timeout(900)
+
+
 @dataclass
 class Watched:
     stats: ReplayStats
