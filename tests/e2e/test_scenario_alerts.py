@@ -22,7 +22,6 @@ from bottega.replay.player import ReplayOptions, ReplayStats
 from bottega.replay.run import replay_scenario
 from bottega.stack.settings import StackSettings
 
-
 pytestmark = pytest.mark.timeout(900)
 
 
