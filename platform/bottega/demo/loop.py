@@ -59,6 +59,10 @@ class DemoOptions:
     bootstrap_days: float = 8.0
     bootstrap_window: str = "4d"
     loop_timeout_s: float = 600.0  # for a retraining still running after the replays
+    # When the new champion was promoted too late to answer enough of the drifted regime (a
+    # slow machine), the drifting scenario plays on for this long: one more cycle of it.
+    continuation: timedelta = timedelta(hours=12)
+    min_frauds_answered: int = 20
     monitor_window: timedelta = timedelta(hours=6)  # the monitor's default window
 
 
@@ -69,6 +73,7 @@ class DemoResult:
     calm: ReplayStats
     drifting: ReplayStats
     timeline: Timeline
+    continued: ReplayStats | None
     champion_before: str
     champion_after: str | None
     false_alarm_runs: list[dict[str, Any]]
@@ -80,6 +85,7 @@ class DemoResult:
         return {
             "calm": self.calm.to_dict(),
             "drifting": self.drifting.to_dict(),
+            "continued": self.continued.to_dict() if self.continued else None,
             "moments": [m.to_dict() for m in self.timeline.moments],
             "alerts": [a.__dict__ for a in self.timeline.alerts],
             "runs": self.timeline.runs,
@@ -176,6 +182,12 @@ def wait_for_loop(
         time.sleep(5.0)
 
 
+def _frauds_answered(stats: ReplayStats, version: str, phase: str) -> int:
+    return sum(
+        s.is_fraud and s.labelled for s in stats.served if s.version == version and s.phase == phase
+    )
+
+
 def _after(run: dict[str, Any], since: float) -> bool:
     received = run.get("received_at")
     return bool(received) and datetime.fromisoformat(str(received)).timestamp() >= since
@@ -215,8 +227,27 @@ def run_demo(
     if stop.is_set():
         raise KeyboardInterrupt
     runs = wait_for_loop(settings, drifting.wall_started, options.loop_timeout_s, console)
+    continued = None
+    after = champion_version(settings)
+    if (
+        after not in (None, before)
+        and _frauds_answered(drifting, after, options.drift_phase) < options.min_frauds_answered
+    ):
+        console.rule(f"drifting, continued: v{after} on the drifted regime")
+        continued = replay_scenario(
+            settings,
+            options.drifting,
+            ReplayOptions(speed=options.speed, concurrency=options.concurrency, flush_labels=True),
+            stop=stop,
+            console=console,
+            duration=options.continuation,
+        )
+        if stop.is_set():
+            raise KeyboardInterrupt
+        runs = wait_for_loop(settings, drifting.wall_started, options.loop_timeout_s, console)
+    played = drifting.followed_by(continued) if continued is not None else drifting
     timeline = build_timeline(
-        drifting,
+        played,
         drift_phase=options.drift_phase,
         old_version=before,
         alerts=firing_alerts(settings.prometheus.url, calm.wall_started, time.time()),
@@ -227,10 +258,12 @@ def run_demo(
         calm=calm,
         drifting=drifting,
         timeline=timeline,
+        continued=continued,
         champion_before=before,
         champion_after=champion_version(settings),
         false_alarm_runs=false_alarms,
         figures=timeline.figures(options.monitor_window),
     )
-    result.report = write_report(reports_dir, timeline, [calm, drifting], result.figures)
+    replays = [calm, drifting] if continued is None else [calm, drifting, continued]
+    result.report = write_report(reports_dir, timeline, replays, result.figures)
     return result

@@ -17,6 +17,7 @@ counted, and the transaction is published all the same: the payment happened.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -159,6 +160,35 @@ class ReplayStats:
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
     _recent: deque[float] = field(default_factory=lambda: deque(maxlen=4000))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def followed_by(self, later: ReplayStats) -> ReplayStats:
+        """One record of this replay and ``later``, which continued it: answers, clock and
+        counts of both; the planned span and the phase marks of this one come first."""
+        versions = dict(self.versions_seen)
+        for version, count in later.versions_seen.items():
+            versions[version] = versions.get(version, 0) + count
+        return dataclasses.replace(
+            self,
+            sim_end=later.sim_end,
+            wall_finished=later.wall_finished,
+            sim_now=later.sim_now,
+            phases=[*self.phases, *later.phases],
+            transactions=self.transactions + later.transactions,
+            lead_in=self.lead_in + later.lead_in,
+            predict_retries=self.predict_retries + later.predict_retries,
+            frauds=self.frauds + later.frauds,
+            predicted=self.predicted + later.predicted,
+            predict_errors=self.predict_errors + later.predict_errors,
+            labels_sent=self.labels_sent + later.labels_sent,
+            labels_pending=later.labels_pending,
+            labels_never=self.labels_never + later.labels_never,
+            versions_seen=versions,
+            interrupted=later.interrupted,
+            oracle=[*self.oracle, *later.oracle],
+            served=[*self.served, *later.served],
+            first_answer={**later.first_answer, **self.first_answer},
+            clock=[*self.clock, *later.clock],
+        )
 
     def rate(self, over_s: float = 5.0) -> float:
         """Transactions per wall second over the last ``over_s`` seconds."""

@@ -272,3 +272,14 @@ def test_a_replay_against_a_stack_that_is_down_fails_with_one_line(
     with pytest.raises(ReplayError, match="model server is not ready") as caught:
         check_serving(settings)
     assert caught.value.hint and "make up" in caught.value.hint
+
+
+def test_a_continued_replay_adds_its_answers_and_counts_to_the_first() -> None:
+    first, _, _ = play([event(i, minutes=i) for i in range(5)])
+    later, _, _ = play([event(10 + i, minutes=100 + i) for i in range(3)])
+    both = first.followed_by(later)
+    assert both.transactions == 8 and both.predicted == 8
+    assert len(both.served) == 8 and both.versions_seen == {"3": 8}
+    assert both.sim_start == first.sim_start and both.sim_now == later.sim_now
+    assert both.first_answer["3"] == first.first_answer["3"]
+    assert first.transactions == 5  # the first record is left as it was
