@@ -215,17 +215,22 @@ def run_demo(
     false_alarms = [r for r in trainer_runs(settings.trainer.url) if _after(r, calm.wall_started)]
     if false_alarms:
         console.print(f"[red]the calm replay started {len(false_alarms)} retraining run(s)[/]")
-    console.rule(f"drifting: {options.drifting}")
-    drifting = replay_scenario(
-        settings,
-        options.drifting,
-        ReplayOptions(speed=options.speed, concurrency=options.concurrency, flush_labels=True),
-        stop=stop,
-        console=console,
-        duration=options.duration,
-    )
-    if stop.is_set():
-        raise KeyboardInterrupt
+
+    def play_drifting(title: str, duration: timedelta) -> ReplayStats:
+        console.rule(title)
+        stats = replay_scenario(
+            settings,
+            options.drifting,
+            ReplayOptions(speed=options.speed, concurrency=options.concurrency, flush_labels=True),
+            stop=stop,
+            console=console,
+            duration=duration,
+        )
+        if stop.is_set():
+            raise KeyboardInterrupt
+        return stats
+
+    drifting = play_drifting(f"drifting: {options.drifting}", options.duration)
     runs = wait_for_loop(settings, drifting.wall_started, options.loop_timeout_s, console)
     continued = None
     after = champion_version(settings)
@@ -233,17 +238,9 @@ def run_demo(
         after not in (None, before)
         and _frauds_answered(drifting, after, options.drift_phase) < options.min_frauds_answered
     ):
-        console.rule(f"drifting, continued: v{after} on the drifted regime")
-        continued = replay_scenario(
-            settings,
-            options.drifting,
-            ReplayOptions(speed=options.speed, concurrency=options.concurrency, flush_labels=True),
-            stop=stop,
-            console=console,
-            duration=options.continuation,
+        continued = play_drifting(
+            f"drifting, continued: v{after} on the drifted regime", options.continuation
         )
-        if stop.is_set():
-            raise KeyboardInterrupt
         runs = wait_for_loop(settings, drifting.wall_started, options.loop_timeout_s, console)
     played = drifting.followed_by(continued) if continued is not None else drifting
     timeline = build_timeline(
