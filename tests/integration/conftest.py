@@ -185,34 +185,40 @@ def service_process(
 
 
 @contextmanager
+def private_services(project_root: Path, home: Path, names: list[str]) -> Iterator[StackSettings]:
+    """Services of their own (``kafka``, ``mlflow``), on free ports, stopped after the block
+    (after a failure too)."""
+    settings = make_stack_settings(project_root, home)
+    runner = build_local_stack(settings)
+    try:
+        runner.up(names)
+        yield settings
+    finally:
+        runner.down(names)
+
+
+@contextmanager
 def private_mlflow(project_root: Path, home: Path) -> Iterator[StackSettings]:
-    """An MLflow server of its own, on a free port, stopped after the block (a failure too).
+    """An MLflow server of its own.
 
     ``fraud-detector`` is one registered model per server: tests that reason about "the first
     champion" or "the champion" need a registry no other test module writes to.
     """
-    settings = make_stack_settings(project_root, home)
-    runner = build_local_stack(settings)
-    try:
-        runner.up(["mlflow"])
+    with private_services(project_root, home, ["mlflow"]) as settings:
         yield settings
-    finally:
-        runner.down(["mlflow"])
 
 
 @pytest.fixture(scope="session")
-def served(
-    stack: LocalStack,
-    stack_settings: StackSettings,
-    project_root: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Served]:
-    """A model server with its own feature store, ingest and MLflow, over the session's Kafka,
-    serving a freshly trained champion (see ``serving_stack``)."""
-    with private_mlflow(project_root, tmp_path_factory.mktemp("serving-mlflow")) as own:
-        settings = serving_settings(
-            stack_settings.model_copy(update={"mlflow": own.mlflow}),
-            tmp_path_factory.mktemp("serving-home"),
-            free_ports(2),
-        )
+def served(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A model server with its own broker, MLflow, feature store and ingest, serving a freshly
+    trained champion (see ``serving_stack``).
+
+    Nothing is shared with the session's stack: the other modules publish to that broker
+    transactions from other years and malformed events on purpose, and a server that scored or
+    trained on them, or a reader of its prediction log, would see them too.
+    """
+    with private_services(
+        project_root, tmp_path_factory.mktemp("serving-infra"), ["kafka", "mlflow"]
+    ) as own:
+        settings = serving_settings(own, tmp_path_factory.mktemp("serving-home"), free_ports(2))
         yield from served_stack(settings, project_root)

@@ -94,27 +94,6 @@ def serving_settings(stack_settings: StackSettings, home: Path, ports: list[int]
     )
 
 
-def start_groups_at_the_end(settings: StackSettings, groups: list[tuple[str, str]]) -> None:
-    """Commit each (topic, group)'s offsets at the topic's current end."""
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.structs import OffsetAndMetadata
-
-    for topic, group in groups:
-        consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka.bootstrap_servers,
-            group_id=group,
-            enable_auto_commit=False,
-        )
-        try:
-            partitions = [
-                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()
-            ]
-            ends = consumer.end_offsets(partitions)
-            consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
-        finally:
-            consumer.close()
-
-
 def served_stack(settings: StackSettings, project_root: Path) -> Iterator[Served]:
     """Backfill, train, promote, then start the ingest and the server; stop them after."""
     env = {
@@ -131,25 +110,9 @@ def served_stack(settings: StackSettings, project_root: Path) -> Iterator[Served
         "BOTTEGA_SERVE__WORKERS": "2",
         "BOTTEGA_LOG_FORMAT": "json",
     }
-    groups = {
-        "BOTTEGA_STREAM__TRANSACTIONS_GROUP": f"serving-tests-{settings.home.name}",
-        "BOTTEGA_STREAM__LABELS_GROUP": f"serving-tests-labels-{settings.home.name}",
-    }
-    # The broker is the session's: other test modules have published there already (events from
-    # 2025, 2046, malformed ones). This ingest reads only what is published from now on.
-    start_groups_at_the_end(
-        settings,
-        [("transactions", groups["BOTTEGA_STREAM__TRANSACTIONS_GROUP"])]
-        + [("labels", groups["BOTTEGA_STREAM__LABELS_GROUP"])],
-    )
-    # Kafka belongs to the session's stack: this runner supervises only these two.
+    # The broker and MLflow are the fixture's: this runner supervises only these two.
     specs = [
-        # Groups of its own: the session's ingest shares the broker and would take the batches.
-        replace(
-            ingest_service(settings),
-            depends_on=(),
-            env={**ingest_service(settings).env, **groups},
-        ),
+        replace(ingest_service(settings), depends_on=()),
         replace(
             serving_service(settings),
             depends_on=(),

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from kafka import TopicPartition
+from kafka.errors import CommitFailedError
 from prometheus_client import CollectorRegistry
 
 from bottega.bus import BusMetrics, Consumer, Envelope, Producer
@@ -242,6 +243,66 @@ def test_a_dlq_outage_blocks_the_commit() -> None:
     assert result.failed
     assert fake.committed == {}
     assert fake.position[TopicPartition("transactions", 0)] == 0
+
+
+class LosesOneCommit(FakeConsumer):
+    """The first commit fails as after a rebalance: the member gets its partition back from the
+    last committed offset."""
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        super().__init__(records)
+        self.lost = False
+
+    def commit(self, offsets: dict[TopicPartition, Any]) -> None:
+        if not self.lost:
+            self.lost = True
+            for tp in offsets:
+                self.position[tp] = self.committed.get(tp, 0)
+            raise CommitFailedError("the group rebalanced")
+        super().commit(offsets)
+
+
+def test_a_batch_consumed_again_does_not_dead_letter_twice() -> None:
+    fake = LosesOneCommit(records([b"x", txn_bytes("a"), b"y"]))
+    registry = CollectorRegistry()
+    handled: list[str] = []
+    consumer, dlq = make_consumer(
+        fake, lambda b: handled.extend(e.event.card_id for e in b), registry=registry
+    )
+    consumer.poll_once()
+    assert fake.committed == {}
+    consumer.poll_once()
+    assert handled == ["a", "a"]  # at least once for the good, at most once for the poison
+    assert [value for _, value, _, _ in dlq.sent] == [b"x", b"y"]
+    assert fake.committed == {TopicPartition("transactions", 0): 3}
+    dead = registry.get_sample_value(
+        "bottega_bus_messages_total", {"topic": "transactions", "outcome": "dead_lettered"}
+    )
+    assert dead == 2
+
+
+class FailsOnce(FakeProducer):
+    """The broker takes the first dead letter, times out on the second, then takes them all."""
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> FakeFuture:
+        self.sent.append((topic, value, key, headers))
+        return FakeFuture(fail=len(self.sent) == 2)
+
+
+def test_after_a_partial_dlq_failure_only_the_unsent_poison_is_sent_again() -> None:
+    fake = FakeConsumer(records([b"x", b"y"]))
+    consumer, dlq = make_consumer(fake, lambda batch: None, dlq=FailsOnce())
+    assert consumer.poll_once().failed
+    assert fake.committed == {}
+    assert not consumer.poll_once().failed
+    assert [value for _, value, _, _ in dlq.sent] == [b"x", b"y", b"y"]
+    assert fake.committed == {TopicPartition("transactions", 0): 2}
 
 
 def test_a_batch_of_only_poison_still_commits() -> None:

@@ -100,6 +100,10 @@ class Consumer:
         self._backoff_s = 0.0
         self._max_event_bytes = kafka.max_event_bytes
         self._metrics = metrics or BusMetrics.for_registry()
+        # The offsets this member has dead-lettered and not yet committed past: a batch consumed
+        # again (its handler failed, a dead letter timed out, a commit lost to a rebalance) does
+        # not send its poison to the DLQ twice. Pruned at each commit.
+        self._sent_to_dlq: dict[TopicPartition, set[int]] = {}
         if client is None:
             options: dict[str, Any] = {
                 "bootstrap_servers": kafka.bootstrap_servers,
@@ -191,6 +195,10 @@ class Consumer:
         result.consumed = len(good)
         result.dead_lettered = len(poisoned)
         result.committed = {tp: om.offset for tp, om in offsets.items()}
+        for tp, committed in result.committed.items():
+            sent = self._sent_to_dlq.get(tp)
+            if sent:
+                sent.difference_update({o for o in sent if o < committed})
         self._metrics.batch_seconds.labels(self.group_id).observe(time.perf_counter() - started)
         return result
 
@@ -215,9 +223,18 @@ class Consumer:
             wait_ms = left_ms
 
     def _dead_letter(self, poisoned: list[tuple[Any, str]]) -> None:
-        """Send each unparseable message to its DLQ and wait until the broker has them all."""
+        """Send each unparseable message to its DLQ and wait until the broker has them all.
+
+        A message this member already dead-lettered (its batch is being consumed again) is not
+        sent twice. Each copy carries its source topic, partition and offset in its headers:
+        another member that takes the partition over after a rebalance may send a message again,
+        and those headers are what a reader of the DLQ deduplicates on.
+        """
         futures = []
         for message, reason in poisoned:
+            tp = TopicPartition(message.topic, message.partition)
+            if message.offset in self._sent_to_dlq.get(tp, ()):
+                continue
             log.warning(
                 "dead-lettering a message",
                 extra={
@@ -238,15 +255,20 @@ class Consumer:
             if len(value) > DLQ_VALUE_LIMIT:
                 headers.append(("bottega.truncated_from", str(len(value)).encode()))
                 value = value[:DLQ_VALUE_LIMIT]
-            futures.append(
-                self._dead_letters.send(
-                    dlq_topic(message.topic), value, key=message.key, headers=headers
-                )
+            future = self._dead_letters.send(
+                dlq_topic(message.topic), value, key=message.key, headers=headers
             )
-        for future in futures:
-            future.get(timeout=30)
-        for topic, count in collections.Counter(message.topic for message, _ in poisoned).items():
-            self._metrics.messages.labels(topic, "dead_lettered").inc(count)
+            futures.append((message, future))
+        sent: collections.Counter[str] = collections.Counter()
+        try:
+            for message, future in futures:
+                future.get(timeout=30)
+                tp = TopicPartition(message.topic, message.partition)
+                self._sent_to_dlq.setdefault(tp, set()).add(message.offset)
+                sent[message.topic] += 1
+        finally:
+            for topic, count in sent.items():
+                self._metrics.messages.labels(topic, "dead_lettered").inc(count)
 
     def run(
         self,
