@@ -7,11 +7,13 @@ after our process dies; the pair cannot, so ``down`` never signals a stranger.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -138,6 +140,27 @@ def terminate(record: PidRecord, *, timeout_s: float) -> bool:
     return True
 
 
+def leftovers(record: PidRecord) -> list[psutil.Process]:
+    """The processes of a record's process group still alive after its leader died.
+
+    A service killed with SIGKILL can leave children behind (MLflow's uvicorn, a trainer's job),
+    still holding its port. They are in the group the record's process led, and none is older
+    than the record: a stranger's group with a reused id is not touched.
+    """
+    found = []
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if proc.pid == os.getpid() or os.getpgid(proc.pid) != record.pid:
+                continue
+            if proc.info["create_time"] + 1.0 < record.create_time:
+                continue
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
 def _children(proc: psutil.Process) -> list[psutil.Process]:
     try:
         return list(proc.children(recursive=True))
@@ -161,6 +184,32 @@ def _reap(pid: int) -> None:
         if done:
             return
         time.sleep(0.05)
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def exit_with_parent(sig: signal.Signals = signal.SIGKILL) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (Linux only).
+
+    A server whose workers are processes in sessions of their own (BentoML's) leaves them
+    behind when it is killed with SIGKILL: they keep its port, so it cannot start again, and
+    ``bottega down`` no longer knows them. A worker that calls this at start goes with its
+    parent. Returns False where the kernel cannot do it; exits at once if the parent is
+    already gone.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), sig)
+    return True
 
 
 def spawn_and_wait(command: Sequence[str], *, log_path: Path, cwd: Path, timeout_s: float) -> None:

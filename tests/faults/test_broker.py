@@ -1,0 +1,76 @@
+"""The Kafka broker killed (SIGKILL) during a replay, and restarted.
+
+Every producer and consumer must recover on its own: the replay's producer, the model server's
+prediction log, the ingest's and the monitor's consumer groups. Nothing the broker acknowledged
+may be lost: the test counts event_ids from the replay to the topics and the feature store.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from tests.faults.harness import FaultStack, group_lag, read_topic, stored_counts, wait_until
+
+
+def test_a_broker_killed_and_restarted_loses_no_acknowledged_event(
+    fault_stack: FaultStack,
+) -> None:
+    kafka = fault_stack.settings.kafka
+    with fault_stack.replay(timedelta(minutes=60)) as replay:
+        replay.wait_transactions(300)
+        fault_stack.kill("kafka")
+        down_from = replay.stats.transactions
+        # The payments go on while the broker is down: the producers buffer them.
+        replay.wait_transactions(down_from + 150)
+        played_while_down = replay.stats.transactions - down_from
+        restart_s = fault_stack.restart("kafka")
+        back = time.monotonic()
+        stats = replay.finish()
+    played = stats.transactions + stats.lead_in
+    transactions = replay.acked("transactions")
+    labels = replay.acked("labels")
+
+    # Every consumer group catches up on its own, with no restart of its service.
+    wait_until(
+        lambda: not any(group_lag(kafka).values()), timeout_s=180, what="consumers caught up"
+    )
+    caught_up_s = time.monotonic() - back
+
+    # The replay's producer got every transaction through: none refused, none left unanswered.
+    assert replay.publisher.failed == {}
+    assert len(transactions) == played
+    assert len(labels) == stats.labels_sent
+    on_topic = {m["event_id"] for m in read_topic(kafka, "transactions")}
+    assert transactions <= on_topic
+
+    # The ingest stored each acknowledged transaction and label exactly once.
+    stored = stored_counts(fault_stack.store.transactions, transactions)
+    assert len(stored) == len(transactions)
+    assert set(stored.values()) == {1}
+    stored_labels = stored_counts(fault_stack.store.labels, labels)
+    assert len(stored_labels) == len(labels)
+    assert set(stored_labels.values()) == {1}
+
+    # The model server answered throughout, and logged every answer once.
+    assert stats.predict_errors == 0 and stats.predicted == stats.transactions
+    predictions = read_topic(
+        kafka, "predictions", keep=lambda m: m["transaction_id"] in transactions
+    )
+    champion = [p["transaction_id"] for p in predictions if p["arm"] == "champion"]
+    assert len(set(champion)) == stats.predicted
+    assert len(champion) == len(set(champion))
+
+    fault_stack.figures.record(
+        "broker",
+        transactions_played=played,
+        transactions_acked=len(transactions),
+        transactions_stored=len(stored),
+        played_while_down=played_while_down,
+        labels_acked=len(labels),
+        labels_stored=len(stored_labels),
+        predictions_answered=stats.predicted,
+        predictions_on_topic=len(champion),
+        restart_seconds=round(restart_s, 1),
+        consumers_caught_up_seconds=round(caught_up_s, 1),
+    )
