@@ -3,6 +3,7 @@ killing and restarting a service, and counting event_ids in topics and in the fe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -198,16 +199,20 @@ class FaultStack:
         finally:
             replay.close()
 
-    def kill(self, name: str) -> float:
+    def kill(self, name: str, *, whole: bool = False) -> float:
         """SIGKILL the service's process, the one its pid file names, as the kernel's
-        out-of-memory killer would; the time it was killed (``time.time()``)."""
+        out-of-memory killer would; with ``whole``, every process it started as well, as a
+        container's kill would. The time it was killed (``time.time()``)."""
         record = self.runner.pid_file(name).read()
         proc = record.process() if record else None
         assert proc is not None, f"{name} is not running"
-        self._killed[name] = [proc, *proc.children(recursive=True)]
+        family = [proc, *proc.children(recursive=True)]
+        self._killed[name] = family
         killed_at = time.time()
-        proc.kill()
-        proc.wait(timeout=30)
+        for member in family if whole else [proc]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.kill()
+        psutil.wait_procs(family if whole else [proc], timeout=30)
         assert self.runner.pid_file(name).live() is None, f"{name} survived SIGKILL"
         return killed_at
 

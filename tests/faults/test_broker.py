@@ -32,9 +32,16 @@ def test_a_broker_killed_and_restarted_loses_no_acknowledged_event(
     labels = replay.acked("labels")
 
     # Every consumer group catches up on its own, with no restart of its service.
-    wait_until(
-        lambda: not any(group_lag(kafka).values()), timeout_s=180, what="consumers caught up"
-    )
+    lags: list[dict[str, int]] = []
+
+    def caught_up() -> bool:
+        lags.append(group_lag(kafka))
+        return not any(lags[-1].values())
+
+    try:
+        wait_until(caught_up, timeout_s=180, what="consumers caught up")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; messages behind, by group: {lags[-1]}") from None
     caught_up_s = time.monotonic() - back
 
     # The replay's producer got every transaction through: none refused, none left unanswered.

@@ -45,7 +45,8 @@ def test_with_mlflow_down_serving_answers_and_retraining_fails_cleanly_then_reco
     trainer = Trainer(settings)
     with fault_stack.replay(timedelta(minutes=40)) as replay:
         replay.wait_transactions(200)
-        fault_stack.kill("mlflow")
+        # The server and its uvicorn workers: a worker left alone would go on answering.
+        fault_stack.kill("mlflow", whole=True)
         down = time.monotonic()
         answered_before = replay.stats.predicted
         run_id = trainer.retrain("faults: MLflow is down")

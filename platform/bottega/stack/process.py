@@ -7,13 +7,12 @@ after our process dies; the pair cannot, so ``down`` never signals a stranger.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
 import signal
 import subprocess
-import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -186,30 +185,27 @@ def _reap(pid: int) -> None:
         time.sleep(0.05)
 
 
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def exit_with_parent(sig: signal.Signals = signal.SIGKILL) -> bool:
-    """Ask the kernel to send ``sig`` to this process when its parent dies (Linux only).
+def exit_with_parent(*, interval_s: float = 0.5) -> threading.Thread:
+    """Kill this process (SIGKILL) as soon as its parent is gone; the watching thread.
 
     A server whose workers are processes in sessions of their own (BentoML's) leaves them
     behind when it is killed with SIGKILL: they keep its port, so it cannot start again, and
-    ``bottega down`` no longer knows them. A worker that calls this at start goes with its
-    parent. Returns False where the kernel cannot do it; exits at once if the parent is
-    already gone.
+    ``bottega down`` no longer knows them. A job left by a killed trainer would go on training a
+    model nobody judges. Each calls this at start. A thread that watches the parent pid, rather
+    than the kernel's parent-death signal: that signal is tied to the thread that asked for it,
+    and BentoML builds a service on a pool thread that ends.
     """
-    if not sys.platform.startswith("linux"):
-        return False
     parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
-            return False
-    except (OSError, AttributeError):
-        return False
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os.kill(os.getpid(), sig)
-    return True
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        log.warning("parent process gone; exiting", extra={"parent": parent})
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 def spawn_and_wait(command: Sequence[str], *, log_path: Path, cwd: Path, timeout_s: float) -> None:
