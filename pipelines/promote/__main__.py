@@ -12,7 +12,6 @@ from bottega.errors import BottegaError
 from bottega.log import configure_logging
 from bottega.registry import MODEL_NAMES, MlflowRegistry, publish_model_event, registry_failure
 from bottega.settings import BottegaSettings, load_settings
-from bottega.stack.process import exit_with_parent
 from bottega.usecases.fraud.store import FraudFeatureStore
 from pipelines.promote.job import promote
 from pipelines.promote.policy import PromotionPolicy
@@ -64,7 +63,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # A job whose trainer (or CLI) was killed stops too, rather than register a model nobody
-    # judges.
-    exit_with_parent()
     raise SystemExit(main())

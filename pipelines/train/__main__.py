@@ -14,7 +14,6 @@ from bottega.errors import BottegaError, ConfigError
 from bottega.log import configure_logging
 from bottega.registry import registry_failure
 from bottega.settings import BottegaSettings, load_settings
-from bottega.stack.process import exit_with_parent
 from bottega.usecases.fraud.model import MODEL_KINDS
 from bottega.usecases.fraud.scenario import parse_duration
 from pipelines.train.config import load_config
@@ -86,7 +85,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # A job whose trainer (or CLI) was killed stops too, rather than register a model nobody
-    # judges.
-    exit_with_parent()
     raise SystemExit(main())

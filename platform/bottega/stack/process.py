@@ -190,10 +190,10 @@ def exit_with_parent(*, interval_s: float = 0.5) -> threading.Thread:
 
     A server whose workers are processes in sessions of their own (BentoML's) leaves them
     behind when it is killed with SIGKILL: they keep its port, so it cannot start again, and
-    ``bottega down`` no longer knows them. A job left by a killed trainer would go on training a
-    model nobody judges. Each calls this at start. A thread that watches the parent pid, rather
-    than the kernel's parent-death signal: that signal is tied to the thread that asked for it,
-    and BentoML builds a service on a pool thread that ends.
+    ``bottega down`` no longer knows them (children in the service's own process group are the
+    runner's to stop: see :func:`leftovers`). Each worker calls this at start. A thread that
+    watches the parent pid, rather than the kernel's parent-death signal: that signal is tied to
+    the thread that asked for it, and BentoML builds a service on a pool thread that ends.
     """
     parent = os.getppid()
 

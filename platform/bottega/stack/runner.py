@@ -186,18 +186,26 @@ class LocalStack:
         (a child still holding its port after the service was killed with SIGKILL)."""
         pid_file = self.pid_file(spec.name)
         record = pid_file.read()
-        if record is not None:
-            left = leftovers(record)
-            if left:
-                log.warning(
-                    "stopping what a dead service left behind",
-                    extra={"service": spec.name, "pids": [p.pid for p in left]},
-                )
-                for proc in left:
-                    with contextlib.suppress(psutil.NoSuchProcess):
-                        proc.kill()
-                psutil.wait_procs(left, timeout=10)
         pid_file.remove()
+        if record is None:
+            return
+        left = leftovers(record)
+        if left:
+            log.warning(
+                "stopping what a dead service left behind",
+                extra={"service": spec.name, "pids": [p.pid for p in left]},
+            )
+            for proc in left:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+            psutil.wait_procs(left, timeout=10)
+        # Children outside its group (BentoML's workers) exit on their own once they see their
+        # parent gone: give them the service's stop timeout to let go of its ports.
+        deadline = time.monotonic() + spec.stop_timeout_s
+        while time.monotonic() < deadline and not all(
+            port_free(self.bind_host, port.port) for port in spec.ports
+        ):
+            time.sleep(self.poll_interval_s)
 
     def _check_prerequisites(self, specs: Sequence[ServiceSpec]) -> None:
         for spec in specs:
