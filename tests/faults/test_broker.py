@@ -10,13 +10,26 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from tests.faults.harness import FaultStack, group_lag, read_topic, stored_counts, wait_until
+from tests.faults.harness import (
+    FaultStack,
+    group_lag,
+    metric_sum,
+    read_topic,
+    stored_counts,
+    wait_until,
+)
 
 
 def test_a_broker_killed_and_restarted_loses_no_acknowledged_event(
     fault_stack: FaultStack,
 ) -> None:
     kafka = fault_stack.settings.kafka
+    serving = fault_stack.settings.serving.url
+
+    def prediction_log(outcome: str) -> float:
+        return metric_sum(serving, "bottega_prediction_log_total", outcome=outcome)
+
+    published_before, failed_before = prediction_log("published"), prediction_log("failed")
     with fault_stack.replay(timedelta(minutes=60)) as replay:
         replay.wait_transactions(300)
         fault_stack.kill("kafka")
@@ -59,14 +72,18 @@ def test_a_broker_killed_and_restarted_loses_no_acknowledged_event(
     assert len(stored_labels) == len(labels)
     assert set(stored_labels.values()) == {1}
 
-    # The model server answered throughout, and logged every answer once.
+    # The model server answered throughout; every prediction the broker acknowledged is on the
+    # topic once, and none was given up on: its producer rode out the restart.
     assert stats.predict_errors == 0 and stats.predicted == stats.transactions
     predictions = read_topic(
         kafka, "predictions", keep=lambda m: m["transaction_id"] in transactions
     )
+    published = prediction_log("published") - published_before
+    failed = prediction_log("failed") - failed_before
+    assert len({p["event_id"] for p in predictions}) == len(predictions) == published
+    assert failed == 0
     champion = [p["transaction_id"] for p in predictions if p["arm"] == "champion"]
-    assert len(set(champion)) == stats.predicted
-    assert len(champion) == len(set(champion))
+    assert len(set(champion)) == len(champion) == stats.predicted
 
     fault_stack.figures.record(
         "broker",
@@ -77,7 +94,9 @@ def test_a_broker_killed_and_restarted_loses_no_acknowledged_event(
         labels_acked=len(labels),
         labels_stored=len(stored_labels),
         predictions_answered=stats.predicted,
-        predictions_on_topic=len(champion),
+        predictions_acked=published,
+        predictions_on_topic=len(predictions),
+        predictions_given_up=failed,
         restart_seconds=round(restart_s, 1),
         consumers_caught_up_seconds=round(caught_up_s, 1),
     )

@@ -15,7 +15,14 @@ from datetime import timedelta
 
 import httpx
 
-from tests.faults.harness import FaultStack, group_lag, read_topic, stored_counts, wait_until
+from tests.faults.harness import (
+    FaultStack,
+    group_lag,
+    read_topic,
+    stored_counts,
+    wait_for,
+    wait_until,
+)
 
 
 @dataclass
@@ -69,6 +76,11 @@ def test_a_killed_model_server_is_brought_back_and_holds_traffic_until_loaded(
         probe = ReadinessProbe(settings.serving.url, transaction).start()
         try:
             restart_s = fault_stack.restart("serving")
+            wait_for(
+                lambda: any(ready == 200 for _, ready, _ in probe.seen),
+                timeout_s=30,
+                what="the probe to see it ready",
+            )
         finally:
             probe.stop()
         stats = replay.finish()
