@@ -216,6 +216,14 @@ class FaultStack:
         assert self.runner.pid_file(name).live() is None, f"{name} survived SIGKILL"
         return killed_at
 
+    def wait_gone(self, name: str, *, timeout_s: float = 15) -> float:
+        """Wait until every process of the killed service has exited by itself; the seconds
+        that took. Fails if one is still running at ``timeout_s``."""
+        started = time.monotonic()
+        _, alive = psutil.wait_procs(self._killed.get(name, []), timeout=timeout_s)
+        assert alive == [], f"{name} left processes running: {[p.pid for p in alive]}"
+        return time.monotonic() - started
+
     def restart(self, name: str) -> float:
         """``bottega up`` for one killed service: start it again and wait until it is healthy;
         the seconds that took. Nothing of the killed process may be left running after."""

@@ -72,6 +72,8 @@ def test_a_killed_model_server_is_brought_back_and_holds_traffic_until_loaded(
         replay.wait_transactions(300)
         killed = time.monotonic()
         fault_stack.kill("serving")
+        # Its workers, in sessions of their own, see their parent gone and exit.
+        workers_gone_s = fault_stack.wait_gone("serving")
         answered_before = replay.stats.predicted
         probe = ReadinessProbe(settings.serving.url, transaction).start()
         try:
@@ -105,8 +107,12 @@ def test_a_killed_model_server_is_brought_back_and_holds_traffic_until_loaded(
     predictions = read_topic(
         settings.kafka, "predictions", keep=lambda m: m["transaction_id"] in transactions
     )
-    logged = {p["transaction_id"] for p in predictions if p["arm"] == "champion"}
-    assert len(logged) == stats.predicted
+    champion = [p["transaction_id"] for p in predictions if p["arm"] == "champion"]
+    logged = set(champion)
+    assert len(champion) == len(logged)
+    # Every answer was logged. A request in flight when the server died may have been scored
+    # and logged without its answer reaching the caller: at most one per failed request.
+    assert stats.predicted <= len(logged) <= stats.predicted + stats.predict_errors
 
     # Every payment made meanwhile reached the feature store, scored or not.
     wait_until(
@@ -121,11 +127,13 @@ def test_a_killed_model_server_is_brought_back_and_holds_traffic_until_loaded(
         answered=stats.predicted,
         refused_while_down=stats.predict_errors,
         predictions_logged=len(logged),
+        logged_for_failed_requests=len(logged) - stats.predicted,
         transactions_stored=len(stored),
         probes_before_ready=len(before),
         probes_refused=sum(1 for _, r, _ in before if r is None),
         probes_held=sum(1 for _, r, _ in before if r == 0),
         probes_503=sum(1 for _, r, _ in before if r == 503),
+        workers_gone_after_seconds=round(workers_gone_s, 1),
         restart_seconds=round(restart_s, 1),
         ready_after_kill_seconds=round(ready_after_s, 1),
     )
