@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "training": "bench.training",
     "serving": "bench.serving",
     "loop": "bench.loop",
+    "soak": "bench.soak",
 }
 
 

@@ -8,8 +8,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mlflow.exceptions import MlflowException
+
 from bottega.errors import BottegaError, ConfigError
 from bottega.log import configure_logging
+from bottega.registry import registry_failure
 from bottega.settings import BottegaSettings, load_settings
 from bottega.usecases.fraud.model import MODEL_KINDS
 from bottega.usecases.fraud.scenario import parse_duration
@@ -71,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         # One line, for a person and for the trainer (which reads it back): not a log record
         # as well, which would say the same thing twice.
         sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except MlflowException as exc:
+        # The registry down or refusing: one line that says so, not a traceback that the
+        # trainer would have to dig the cause out of.
+        sys.stderr.write(f"error: {registry_failure(exc)}\n")
         return 1
     sys.stdout.write(json.dumps(report.to_dict()) + "\n")
     return 0

@@ -126,7 +126,9 @@ class MlflowRegistry:
 
         try:
             return self._version(self.client.get_model_version(name, version))
-        except MlflowException:
+        except MlflowException as exc:
+            if not absent(exc):
+                raise
             raise RegistryError(
                 f"{name} has no version {version}", hint="list them with: bottega models"
             ) from None
@@ -137,7 +139,9 @@ class MlflowRegistry:
 
         try:
             return self._version(self.client.get_model_version_by_alias(name, alias))
-        except MlflowException:
+        except MlflowException as exc:
+            if not absent(exc):
+                raise
             return None
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
@@ -203,3 +207,21 @@ def publish_model_event(kafka: KafkaSettings, event: ModelEvent, timeout_s: floa
             # Bounded: a message the broker never took must not hold the caller for longer.
             producer.close(timeout=timeout_s)
     return True
+
+
+# What the server answers for a model, version or alias that does not exist (or a version that
+# is not a number). Anything else, the server down above all, is not "no such version": a
+# promotion that took "the registry did not answer" for "there is no champion" would promote
+# its challenger without comparing it with the champion.
+ABSENT_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
+def absent(exc: Exception) -> bool:
+    """True when an MLflow error says the thing asked for does not exist."""
+    return getattr(exc, "error_code", None) in ABSENT_CODES
+
+
+def registry_failure(exc: Exception) -> str:
+    """One line for a failed call to the MLflow server: the first line of MLflow's message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "MLflow failed: " + (lines[0][:300] if lines else type(exc).__name__)

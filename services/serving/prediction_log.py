@@ -65,8 +65,12 @@ class PredictionLog:
                 client_id="bottega-serving",
                 metrics=BusMetrics.for_registry(),
                 # Bounded waits: a broker outage turns into counted failures, not a stuck thread.
+                # Two minutes to deliver rides out a broker restart (the fault tests measured
+                # the broker back and the clients reconnected in 30 to 60 s): with 30 s, a third
+                # of the predictions made meanwhile expired unsent, and the monitor never saw
+                # them.
                 max_block_ms=1000,
-                delivery_timeout_ms=30_000,
+                delivery_timeout_ms=120_000,
                 request_timeout_ms=10_000,
             )
 

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from bottega.log import configure_logging
 from bottega.settings import load_settings
+from bottega.stack.process import exit_with_parent
 from services.serving.runtime import ServingRuntime
 from services.serving.settings import ServingSettings
 
@@ -35,6 +36,9 @@ class BottegaServing:
     """Scores card transactions with the fraud-detector champion."""
 
     def __init__(self) -> None:
+        # Each worker runs in a session of its own: without this, a SIGKILL of ``bentoml
+        # serve`` would leave the workers serving on its port, and no restart could bind it.
+        exit_with_parent()
         settings = load_settings(ServingSettings)
         configure_logging(settings.log_level, settings.log_format)
         self.runtime = ServingRuntime.build(settings)

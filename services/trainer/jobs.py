@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 
 STDERR_TAIL = 2000
 
+# The MLflow client retries a refused request for about four minutes by default (7 retries,
+# backoff factor 2). A job that cannot reach the registry should fail in seconds: the trainer
+# retries the whole attempt on its own policy, and that policy is the one to tune. Set in the
+# environment, these variables win.
+JOB_MLFLOW_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
 
 class JobFailed(BottegaError):
     """A training or promotion job failed; the message says how."""
@@ -62,7 +68,7 @@ class SubprocessJobs:
         timeout_s: float = 1800.0,
         python: str = sys.executable,
     ) -> None:
-        self._env = child_environment(env)
+        self._env = {**JOB_MLFLOW_ENV, **child_environment(env)}
         self._cwd = cwd
         self._window = window
         self._model = model

@@ -203,3 +203,54 @@ def test_kafka_storage_formats_with_a_cluster_id_that_starts_with_a_dash(
     spec.prepare()
     meta = (tmp_path / "kafka").rglob("meta.properties")
     assert any("cluster.id=-" in path.read_text() for path in meta)
+
+
+def forking_web(name: str, port: int, *, own_session: bool) -> ServiceSpec:
+    """A service whose server is a child process, in the parent's group or a session of its
+    own (as BentoML's workers are); that child asks to go with its parent."""
+    child = (
+        "from bottega.stack.process import exit_with_parent; exit_with_parent(); "
+        f"import runpy, sys; sys.argv = ['http.server', '{port}', '--bind', '127.0.0.1']; "
+        "runpy.run_module('http.server', run_name='__main__')"
+    )
+    session = "True" if own_session else "False"
+    parent = (
+        "import subprocess, sys; "
+        f"subprocess.run([sys.executable, '-c', {child!r}], start_new_session={session})"
+    )
+    return ServiceSpec(
+        name=name,
+        command=lambda: [sys.executable, "-c", parent],
+        ports=(Port(name, port),),
+        health=lambda: http_ok(f"http://127.0.0.1:{port}/"),
+        url=f"http://127.0.0.1:{port}",
+        env={"PYTHONPATH": os.pathsep.join(sys.path)},
+        startup_timeout_s=30,
+        stop_timeout_s=5,
+    )
+
+
+@pytest.mark.parametrize("own_session", [False, True])
+def test_a_service_killed_with_sigkill_leaves_nothing_on_its_port(
+    tmp_path: Path, own_session: bool
+) -> None:
+    (port,) = free_ports(1)
+    stack = stack_of(tmp_path, forking_web("a", port, own_session=own_session))
+    stack.up()
+    try:
+        first = stack.pid_file("a").read()
+        assert first is not None
+        parent = psutil.Process(first.pid)
+        (server,) = parent.children()
+        parent.kill()
+        parent.wait(timeout=5)
+        if own_session:
+            # Out of the group's reach: it goes by itself, with its parent.
+            psutil.wait_procs([server], timeout=10)
+            assert not server.is_running()
+        report = stack.up()
+        assert report.started == ["a"]
+        assert not server.is_running()
+        assert http_ok(f"http://127.0.0.1:{port}/")
+    finally:
+        stack.down()

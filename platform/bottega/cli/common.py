@@ -54,3 +54,12 @@ def run_cli(action: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
+    except Exception as exc:
+        # MLflow's own errors (the server down, say), told without importing MLflow here.
+        if not type(exc).__module__.startswith("mlflow"):
+            raise
+        from bottega.registry import registry_failure
+
+        err_console.print(f"[bold red]error:[/] {registry_failure(exc)}", highlight=False)
+        err_console.print("[dim]hint:[/] is the stack up? bottega status", highlight=False)
+        raise typer.Exit(1) from None

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -138,6 +139,27 @@ def terminate(record: PidRecord, *, timeout_s: float) -> bool:
     return True
 
 
+def leftovers(record: PidRecord) -> list[psutil.Process]:
+    """The processes of a record's process group still alive after its leader died.
+
+    A service killed with SIGKILL can leave children behind (MLflow's uvicorn, a trainer's job),
+    still holding its port. They are in the group the record's process led, and none is older
+    than the record: a stranger's group with a reused id is not touched.
+    """
+    found = []
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if proc.pid == os.getpid() or os.getpgid(proc.pid) != record.pid:
+                continue
+            if proc.info["create_time"] + 1.0 < record.create_time:
+                continue
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
 def _children(proc: psutil.Process) -> list[psutil.Process]:
     try:
         return list(proc.children(recursive=True))
@@ -161,6 +183,29 @@ def _reap(pid: int) -> None:
         if done:
             return
         time.sleep(0.05)
+
+
+def exit_with_parent(*, interval_s: float = 0.5) -> threading.Thread:
+    """Kill this process (SIGKILL) as soon as its parent is gone; the watching thread.
+
+    A server whose workers are processes in sessions of their own (BentoML's) leaves them
+    behind when it is killed with SIGKILL: they keep its port, so it cannot start again, and
+    ``bottega down`` no longer knows them (children in the service's own process group are the
+    runner's to stop: see :func:`leftovers`). Each worker calls this at start. A thread that
+    watches the parent pid, rather than the kernel's parent-death signal: that signal is tied to
+    the thread that asked for it, and BentoML builds a service on a pool thread that ends.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        log.warning("parent process gone; exiting", extra={"parent": parent})
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 def spawn_and_wait(command: Sequence[str], *, log_path: Path, cwd: Path, timeout_s: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -9,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import psutil
+
 from bottega.errors import ConfigError, PortInUse, ServiceStartError
 from bottega.stack.health import port_free
-from bottega.stack.process import PidFile, spawn, terminate
+from bottega.stack.process import PidFile, leftovers, spawn, terminate
 from bottega.stack.spec import ServiceSpec
 
 log = logging.getLogger(__name__)
@@ -139,7 +142,7 @@ class LocalStack:
         running = {spec.name for spec in selected if self.pid_file(spec.name).live()}
         to_start = [spec for spec in selected if spec.name not in running]
         for spec in to_start:
-            self.pid_file(spec.name).remove()  # stale: its process is gone
+            self._clear_stale(spec)
         self._check_prerequisites(to_start)
         self._check_ports(to_start)
 
@@ -177,6 +180,32 @@ class LocalStack:
             already_running=[s.name for s in selected if s.name in running],
             statuses=self.status(names),
         )
+
+    def _clear_stale(self, spec: ServiceSpec) -> None:
+        """Remove the pid file of a service whose process is gone, and stop what it left behind
+        (a child still holding its port after the service was killed with SIGKILL)."""
+        pid_file = self.pid_file(spec.name)
+        record = pid_file.read()
+        pid_file.remove()
+        if record is None:
+            return
+        left = leftovers(record)
+        if left:
+            log.warning(
+                "stopping what a dead service left behind",
+                extra={"service": spec.name, "pids": [p.pid for p in left]},
+            )
+            for proc in left:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+            psutil.wait_procs(left, timeout=10)
+        # Children outside its group (BentoML's workers) exit on their own once they see their
+        # parent gone: give them the service's stop timeout to let go of its ports.
+        deadline = time.monotonic() + spec.stop_timeout_s
+        while time.monotonic() < deadline and not all(
+            port_free(self.bind_host, port.port) for port in spec.ports
+        ):
+            time.sleep(self.poll_interval_s)
 
     def _check_prerequisites(self, specs: Sequence[ServiceSpec]) -> None:
         for spec in specs:

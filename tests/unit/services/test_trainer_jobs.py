@@ -56,3 +56,28 @@ def test_a_job_past_its_timeout_is_killed(tmp_path: Path) -> None:
     )
     with pytest.raises(JobFailed, match="killed"):
         jobs.promote("3")
+
+
+def test_a_job_gives_up_on_an_unreachable_registry_in_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A "python" that prints what the MLflow client will read from its environment.
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'echo "{\\"version\\": \\"$MLFLOW_HTTP_REQUEST_MAX_RETRIES'
+        '/$MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR\\"}"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", raising=False)
+    jobs = SubprocessJobs({}, cwd=tmp_path, window=timedelta(days=1), python=str(fake))
+    assert jobs.train()["version"] == "2/1"
+    # Set by whoever runs the trainer, they win.
+    jobs = SubprocessJobs(
+        {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5"},
+        cwd=tmp_path,
+        window=timedelta(days=1),
+        python=str(fake),
+    )
+    assert jobs.train()["version"] == "5/1"
