@@ -72,6 +72,9 @@ class TrainReport:
     fingerprint: str
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
+    # Where the seconds went: reading the window from the offline store, fitting, scoring and
+    # logging to MLflow (the model, its reference sample and plots), registering.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """The report as plain values."""
@@ -131,6 +134,7 @@ def train(
     start = end - config.window
     labels_as_of = config.labels_as_of or labels_cutoff(fs)
     frame = load_window(fs, start, end, labels_as_of)
+    stages = {"load": time.perf_counter() - started}
     splitter = card_split if config.holdout == "cards" else time_split
     split = splitter(frame, config.val_fraction, config.holdout_fraction)
     digest = fingerprint(frame)
@@ -141,7 +145,10 @@ def train(
     mlflow.set_experiment(EXPERIMENTS[USECASE])
     with mlflow.start_run(run_name=f"{config.model}-{config.imbalance}") as run:
         mlflow.log_params(config.params())
+        fitting = time.perf_counter()
         result = fit(split, config, on_epoch)
+        stages["fit"] = time.perf_counter() - fitting
+        logging_started = time.perf_counter()
         val_scores = result.scorer.score(split.val)
         scores = result.scorer.score(split.holdout)
         metrics = holdout_metrics(split, scores)
@@ -189,6 +196,8 @@ def train(
                 mlflow.log_artifact(str(path), "plots")
         mlflow.set_tags({TAG_FINGERPRINT: digest, TAG_MODEL_KIND: config.model})
 
+        stages["score_and_log"] = time.perf_counter() - logging_started
+        registering = time.perf_counter()
         version = None
         if register:
             registered = mlflow.register_model(
@@ -207,6 +216,7 @@ def train(
             MlflowRegistry(settings.mlflow_tracking_uri).set_alias(
                 MODEL_NAMES[USECASE], CHALLENGER, version
             )
+        stages["register"] = time.perf_counter() - registering
     report = TrainReport(
         run_id=run.info.run_id,
         version=version,
@@ -219,6 +229,7 @@ def train(
         fingerprint=digest,
         seconds=round(time.perf_counter() - started, 2),
         metrics=metrics,
+        stage_seconds={name: round(value, 2) for name, value in stages.items()},
     )
     log.info("trained", extra={"run_id": report.run_id, "version": version})
     return report

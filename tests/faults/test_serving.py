@@ -67,9 +67,10 @@ def test_a_killed_model_server_is_brought_back_and_holds_traffic_until_loaded(
     fault_stack: FaultStack,
 ) -> None:
     settings = fault_stack.settings
-    transaction = read_topic(settings.kafka, "transactions")[-1]
     with fault_stack.replay(timedelta(minutes=60)) as replay:
         replay.wait_transactions(300)
+        # The probe's body: a payment this replay has made.
+        transaction = read_topic(settings.kafka, "transactions")[-1]
         killed = time.monotonic()
         fault_stack.kill("serving")
         # Its workers, in sessions of their own, see their parent gone and exit.
@@ -78,25 +79,33 @@ def test_a_killed_model_server_is_brought_back_and_holds_traffic_until_loaded(
         probe = ReadinessProbe(settings.serving.url, transaction).start()
         try:
             restart_s = fault_stack.restart("serving")
+            # Until every worker has loaded the champion and the probe's last ten rounds were
+            # all answered: ready, and scored.
             wait_for(
-                lambda: any(ready == 200 for _, ready, _ in probe.seen),
-                timeout_s=30,
-                what="the probe to see it ready",
+                lambda: (
+                    len(probe.seen) >= 10
+                    and all(r == 200 and p == 200 for _, r, p in probe.seen[-10:])
+                ),
+                timeout_s=60,
+                what="the probe to see it ready and scoring",
             )
         finally:
             probe.stop()
         stats = replay.finish()
 
-    # Until it said ready, no request was answered but with 503: each was refused (nothing
-    # listening), held (waiting in the socket's backlog) or told 503 ...
-    first_ready = next(i for i, (_, ready, _) in enumerate(probe.seen) if ready == 200)
-    before = probe.seen[:first_ready]
+    # Until a worker had loaded the champion, no request was answered but with 503: each was
+    # refused (nothing listening), held (waiting in the socket's backlog) or told 503 ...
+    first_up = next(i for i, (_, r, p) in enumerate(probe.seen) if 200 in (r, p))
+    before = probe.seen[:first_up]
     assert before, "the probe saw it ready at once: it was never down"
     assert {ready for _, ready, _ in before} <= {None, 0, 503}
     assert {predict for _, _, predict in before} <= {None, 0, 503}
-    # ... and once ready, it scored.
-    assert {predict for _, _, predict in probe.seen[first_ready:]} == {200}
-    ready_after_s = probe.seen[first_ready][0] - killed
+    # ... and after, each worker held its share (503, or waiting) until its own model was
+    # loaded, and none ever answered anything else (no 500, no score without a model).
+    assert {ready for _, ready, _ in probe.seen[first_up:]} <= {200, 503, 0}
+    assert {predict for _, _, predict in probe.seen[first_up:]} <= {200, 503, 0}
+    ready_after_s = probe.seen[first_up][0] - killed
+    held_after_first_ready = sum(1 for _, r, p in probe.seen[first_up:] if (r, p) != (200, 200))
 
     # The replay's requests failed only while it was down; it answered again after.
     assert stats.predict_errors > 0
@@ -109,7 +118,10 @@ def test_a_killed_model_server_is_brought_back_and_holds_traffic_until_loaded(
     )
     champion = [p["transaction_id"] for p in predictions if p["arm"] == "champion"]
     logged = set(champion)
-    assert len(champion) == len(logged)
+    # A transaction is logged twice only when the replay sent it again: a request whose
+    # connection dropped at the kill (scored and logged, unanswered) is retried once, and a worker
+    # not yet gone may answer it. The monitor keys on the transaction id, so it counts it once.
+    assert len(champion) - len(logged) <= stats.predict_retries
     # Every answer was logged. A request in flight when the server died may have been scored
     # and logged without its answer reaching the caller: at most one per failed request.
     assert stats.predicted <= len(logged) <= stats.predicted + stats.predict_errors
@@ -127,6 +139,8 @@ def test_a_killed_model_server_is_brought_back_and_holds_traffic_until_loaded(
         answered=stats.predicted,
         refused_while_down=stats.predict_errors,
         predictions_logged=len(logged),
+        predictions_logged_twice=len(champion) - len(logged),
+        requests_retried=stats.predict_retries,
         logged_for_failed_requests=len(logged) - stats.predicted,
         transactions_stored=len(stored),
         probes_before_ready=len(before),
@@ -136,4 +150,5 @@ def test_a_killed_model_server_is_brought_back_and_holds_traffic_until_loaded(
         workers_gone_after_seconds=round(workers_gone_s, 1),
         restart_seconds=round(restart_s, 1),
         ready_after_kill_seconds=round(ready_after_s, 1),
+        probes_503_after_first_worker_ready=held_after_first_ready,
     )
