@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 MODE ?= auto
 export MODE GPU
 
-.PHONY: help setup lock up down status logs test test-unit test-integration test-model bootstrap demo replay lint fmt bench clean doctor
+.PHONY: help setup lock up down status logs test test-unit test-integration test-faults test-model bootstrap demo replay lint fmt bench clean doctor
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,6 +75,9 @@ test-unit: $(SETUP_STAMP) ## Fast tests, no I/O
 
 test-integration: setup ## Tests against real Kafka, MLflow, Prometheus and Alertmanager
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-faults: setup ## Services killed during a replay on the real local stack; counts end to end
+	$(PY) -m pytest tests/faults $(PYTEST_ARGS)
 
 test-model: $(SETUP_STAMP) ## Behavioural checks on a freshly trained fraud model
 	$(PY) -m pytest tests/model $(PYTEST_ARGS)

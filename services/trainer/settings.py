@@ -20,9 +20,10 @@ class RetrainOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     window: Duration = Field(
-        default=timedelta(days=1),
+        default=timedelta(days=2),
         description="Training window, ending at the newest transaction in the feature store "
-        "(simulated time): recent enough to hold the drifted data.",
+        "(simulated time): recent enough to hold the drifted data, long enough to hold frauds "
+        "enough to learn from (docs/monitoring.md, 'The retraining window').",
     )
     model: Literal["mlp", "logreg", "rules"] = "mlp"
     holdout: Literal["newest", "cards"] = Field(

@@ -220,8 +220,11 @@ class FaultStack:
         """Wait until every process of the killed service has exited by itself; the seconds
         that took. Fails if one is still running at ``timeout_s``."""
         started = time.monotonic()
-        _, alive = psutil.wait_procs(self._killed.get(name, []), timeout=timeout_s)
-        assert alive == [], f"{name} left processes running: {[p.pid for p in alive]}"
+        procs = self._killed.get(name, [])
+        while any(running(p) for p in procs) and time.monotonic() - started < timeout_s:
+            time.sleep(0.1)
+        alive = [p.pid for p in procs if running(p)]
+        assert alive == [], f"{name} left processes running: {alive}"
         return time.monotonic() - started
 
     def restart(self, name: str) -> float:
@@ -230,9 +233,18 @@ class FaultStack:
         started = time.monotonic()
         report = self.runner.up([name])
         assert report.started == [name], report
-        left = [p.pid for p in self._killed.pop(name, []) if p.is_running()]
+        left = [p.pid for p in self._killed.pop(name, []) if running(p)]
         assert left == [], f"{name} left processes behind: {left}"
         return time.monotonic() - started
+
+
+def running(proc: psutil.Process) -> bool:
+    """True while ``proc`` runs: a zombie (exited, its status not yet collected by a parent
+    that is not ours to make collect it) has stopped."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def wait_until(

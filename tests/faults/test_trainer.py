@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import psutil
 
-from tests.faults.harness import FaultStack, Trainer, champion_and_versions, wait_for
+from tests.faults.harness import FaultStack, Trainer, champion_and_versions, running, wait_for
 
 
 def training_job(fault_stack: FaultStack) -> psutil.Process | None:
@@ -45,7 +45,7 @@ def test_a_trainer_killed_mid_training_keeps_the_champion_and_retrains_on_the_ne
         # The restart stops the orphaned training job (the runner stops what is left of a dead
         # service's process group), and says so if it could not.
         restart_s = fault_stack.restart("trainer")
-        assert not job.is_running(), "the training job outlived its trainer's restart"
+        assert not running(job), "the training job outlived its trainer's restart"
         stats = replay.finish()
     assert stats.predict_errors == 0
     assert champion_after_kill == champion

@@ -206,12 +206,14 @@ def test_kafka_storage_formats_with_a_cluster_id_that_starts_with_a_dash(
 
 
 def forking_web(name: str, port: int, *, own_session: bool) -> ServiceSpec:
-    """A service whose server is a child process, in the parent's group or a session of its
-    own (as BentoML's workers are); that child asks to go with its parent."""
+    """A service whose server is a child process: in the parent's group, where only the
+    runner's clean-up can reach it, or in a session of its own (as BentoML's workers are),
+    where it asks to go with its parent."""
+    watch = "from bottega.stack.process import exit_with_parent; exit_with_parent(); "
     child = (
-        "from bottega.stack.process import exit_with_parent; exit_with_parent(); "
-        f"import runpy, sys; sys.argv = ['http.server', '{port}', '--bind', '127.0.0.1']; "
-        "runpy.run_module('http.server', run_name='__main__')"
+        (watch if own_session else "")
+        + f"import runpy, sys; sys.argv = ['http.server', '{port}', '--bind', '127.0.0.1']; "
+        + "runpy.run_module('http.server', run_name='__main__')"
     )
     session = "True" if own_session else "False"
     parent = (

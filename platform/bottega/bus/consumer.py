@@ -260,15 +260,20 @@ class Consumer:
             )
             futures.append((message, future))
         sent: collections.Counter[str] = collections.Counter()
-        try:
-            for message, future in futures:
+        failure: Exception | None = None
+        for message, future in futures:
+            try:
                 future.get(timeout=30)
-                tp = TopicPartition(message.topic, message.partition)
-                self._sent_to_dlq.setdefault(tp, set()).add(message.offset)
-                sent[message.topic] += 1
-        finally:
-            for topic, count in sent.items():
-                self._metrics.messages.labels(topic, "dead_lettered").inc(count)
+            except Exception as exc:  # the first is raised below, once every copy is accounted
+                failure = failure or exc
+                continue
+            tp = TopicPartition(message.topic, message.partition)
+            self._sent_to_dlq.setdefault(tp, set()).add(message.offset)
+            sent[message.topic] += 1
+        for topic, count in sent.items():
+            self._metrics.messages.labels(topic, "dead_lettered").inc(count)
+        if failure is not None:
+            raise failure
 
     def run(
         self,

@@ -146,16 +146,25 @@ def leftovers(record: PidRecord) -> list[psutil.Process]:
     still holding its port. They are in the group the record's process led, and none is older
     than the record: a stranger's group with a reused id is not touched.
     """
+    try:
+        holder = psutil.Process(record.pid)
+        if abs(holder.create_time() - record.create_time) > 1.0:
+            # The id names another process now: the recorded group ended with its last member
+            # (a group id is not reused while the group lives), and this group is a stranger's.
+            return []
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
     found = []
     for proc in psutil.process_iter(["pid", "create_time"]):
         try:
             if proc.pid == os.getpid() or os.getpgid(proc.pid) != record.pid:
                 continue
-            if proc.info["create_time"] + 1.0 < record.create_time:
+            created = proc.info["create_time"]
+            if created is None or created + 1.0 < record.create_time:
                 continue
             if proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
-        except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
+        except (OSError, psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
 
@@ -185,8 +194,12 @@ def _reap(pid: int) -> None:
         time.sleep(0.05)
 
 
-def exit_with_parent(*, interval_s: float = 0.5) -> threading.Thread:
-    """Kill this process (SIGKILL) as soon as its parent is gone; the watching thread.
+def exit_with_parent(*, interval_s: float = 0.5, grace_s: float = 8.0) -> threading.Thread:
+    """Stop this process as soon as its parent is gone; the watching thread.
+
+    It is told to stop (SIGTERM), so that its shutdown hooks run (the model server flushes its
+    prediction log: a prediction whose answer went out is not lost with the worker), and killed
+    (SIGKILL) if it has not exited ``grace_s`` later.
 
     A server whose workers are processes in sessions of their own (BentoML's) leaves them
     behind when it is killed with SIGKILL: they keep its port, so it cannot start again, and
@@ -201,6 +214,8 @@ def exit_with_parent(*, interval_s: float = 0.5) -> threading.Thread:
         while os.getppid() == parent:
             time.sleep(interval_s)
         log.warning("parent process gone; exiting", extra={"parent": parent})
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
         os.kill(os.getpid(), signal.SIGKILL)
 
     thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
