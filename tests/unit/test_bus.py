@@ -47,9 +47,12 @@ class FakeFuture:
 
 
 class FakeProducer:
-    def __init__(self, fail: bool = False) -> None:
+    """Takes every message, or none (``fail``), or all but the ``fail_nth`` (counting from 1)."""
+
+    def __init__(self, fail: bool = False, fail_nth: int | None = None) -> None:
         self.sent: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]] | None]] = []
         self.fail = fail
+        self.fail_nth = fail_nth
 
     def send(
         self,
@@ -59,7 +62,7 @@ class FakeProducer:
         headers: list[tuple[str, bytes]] | None = None,
     ) -> FakeFuture:
         self.sent.append((topic, value, key, headers))
-        return FakeFuture(self.fail)
+        return FakeFuture(self.fail or len(self.sent) == self.fail_nth)
 
     def flush(self, timeout: float | None = None) -> None: ...
 
@@ -281,23 +284,10 @@ def test_a_batch_consumed_again_does_not_dead_letter_twice() -> None:
     assert dead == 2
 
 
-class FailsOnce(FakeProducer):
-    """The broker takes the first dead letter, times out on the second, then takes them all."""
-
-    def send(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> FakeFuture:
-        self.sent.append((topic, value, key, headers))
-        return FakeFuture(fail=len(self.sent) == 2)
-
-
 def test_after_a_partial_dlq_failure_only_the_unsent_poison_is_sent_again() -> None:
     fake = FakeConsumer(records([b"x", b"y"]))
-    consumer, dlq = make_consumer(fake, lambda batch: None, dlq=FailsOnce())
+    # The broker takes the first dead letter, times out on the second, then takes them all.
+    consumer, dlq = make_consumer(fake, lambda batch: None, dlq=FakeProducer(fail_nth=2))
     assert consumer.poll_once().failed
     assert fake.committed == {}
     assert not consumer.poll_once().failed
