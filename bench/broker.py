@@ -26,6 +26,26 @@ def free_ports(host: str, count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in sockets]
 
 
+def whole_stack_settings(home: Path) -> StackSettings:
+    """Settings for every service of the local stack on free ports, its state in ``home``."""
+    project = load_settings(StackSettings)
+    ports = free_ports(project.bind_host, 9)
+    return StackSettings(
+        project_root=project.project_root,
+        home=home,
+        bind_host=project.bind_host,
+        kafka={"port": ports[0], "controller_port": ports[1]},
+        mlflow={"port": ports[2]},
+        prometheus={"port": ports[3]},
+        alertmanager={"port": ports[4]},
+        ingest={"port": ports[5]},
+        monitor={"port": ports[6]},
+        trainer={"port": ports[7]},
+        serving={"port": ports[8]},
+        stack=project.stack.model_copy(update={"kafka_libs_dir": project.kafka_libs_dir}),
+    )
+
+
 @contextmanager
 def private_broker() -> Iterator[KafkaSettings]:
     """Start a one-node broker on free ports in a temporary home; stop it and delete it after.

@@ -28,11 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.broker import free_ports
+from bench.broker import whole_stack_settings
 from bench.harness import Benchmark, BenchmarkError, Measurement
-from bottega.settings import load_settings
 from bottega.stack.services import build_local_stack
-from bottega.stack.settings import StackSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,24 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(options: argparse.Namespace) -> Measurement:
     """Start the private stack, run the demo, and read its figures."""
-    project = load_settings(StackSettings)
     with tempfile.TemporaryDirectory(prefix="bottega-bench-loop-") as tmp:
         home = Path(tmp)
-        ports = free_ports(project.bind_host, 9)
-        settings = StackSettings(
-            project_root=project.project_root,
-            home=home,
-            bind_host=project.bind_host,
-            kafka={"port": ports[0], "controller_port": ports[1]},
-            mlflow={"port": ports[2]},
-            prometheus={"port": ports[3]},
-            alertmanager={"port": ports[4]},
-            ingest={"port": ports[5]},
-            monitor={"port": ports[6]},
-            trainer={"port": ports[7]},
-            serving={"port": ports[8]},
-            stack=project.stack.model_copy(update={"kafka_libs_dir": project.kafka_libs_dir}),
-        )
+        settings = whole_stack_settings(home)
         stack = build_local_stack(settings)
         out = home / "demo.json"
         env = {
@@ -84,7 +67,7 @@ def run(options: argparse.Namespace) -> Measurement:
         try:
             stack.up()
             started = time.monotonic()
-            done = subprocess.run(command, env=env, check=False, cwd=project.project_root)
+            done = subprocess.run(command, env=env, check=False, cwd=settings.project_root)
             seconds = time.monotonic() - started
         finally:
             stack.down()

@@ -40,11 +40,10 @@ import httpx
 import psutil
 from rich.console import Console
 
-from bench.broker import free_ports
+from bench.broker import whole_stack_settings
 from bench.harness import RESULTS_DIR, Benchmark, BenchmarkError, Measurement
 from bottega.replay.player import ReplayOptions, ReplayStats
 from bottega.replay.run import replay_scenario
-from bottega.settings import load_settings
 from bottega.stack.runner import LocalStack
 from bottega.stack.services import build_local_stack
 from bottega.stack.settings import StackSettings
@@ -183,24 +182,9 @@ def soak(
 
 def run(options: argparse.Namespace) -> Measurement:
     """Start the private stack, bootstrap it, soak it, and read the figures."""
-    project = load_settings(StackSettings)
     with tempfile.TemporaryDirectory(prefix="bottega-bench-soak-") as tmp:
         home = Path(tmp)
-        ports = free_ports(project.bind_host, 9)
-        settings = StackSettings(
-            project_root=project.project_root,
-            home=home,
-            bind_host=project.bind_host,
-            kafka={"port": ports[0], "controller_port": ports[1]},
-            mlflow={"port": ports[2]},
-            prometheus={"port": ports[3]},
-            alertmanager={"port": ports[4]},
-            ingest={"port": ports[5]},
-            monitor={"port": ports[6]},
-            trainer={"port": ports[7]},
-            serving={"port": ports[8]},
-            stack=project.stack.model_copy(update={"kafka_libs_dir": project.kafka_libs_dir}),
-        )
+        settings = whole_stack_settings(home)
         runner = build_local_stack(settings)
         try:
             runner.up()

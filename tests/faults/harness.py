@@ -221,10 +221,12 @@ class FaultStack:
         that took. Fails if one is still running at ``timeout_s``."""
         started = time.monotonic()
         procs = self._killed.get(name, [])
-        while any(running(p) for p in procs) and time.monotonic() - started < timeout_s:
-            time.sleep(0.1)
-        alive = [p.pid for p in procs if running(p)]
-        assert alive == [], f"{name} left processes running: {alive}"
+        wait_for(
+            lambda: not any(running(p) for p in procs),
+            timeout_s=timeout_s,
+            what=f"every process of the killed {name} to exit",
+            every_s=0.1,
+        )
         return time.monotonic() - started
 
     def restart(self, name: str) -> float:
@@ -251,14 +253,7 @@ def wait_until(
     condition: Callable[[], object], *, timeout_s: float, what: str, every_s: float = 2.0
 ) -> object:
     """``wait_for`` for conditions that cost a round of requests: asked every ``every_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(every_s)
+    return wait_for(condition, timeout_s=timeout_s, what=what, every_s=every_s)
 
 
 def read_topic(

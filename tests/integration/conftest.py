@@ -93,8 +93,11 @@ def unique() -> Callable[[str], str]:
     return lambda prefix: f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def wait_for(condition: Callable[[], object], *, timeout_s: float, what: str) -> object:
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` at the deadline."""
+def wait_for(
+    condition: Callable[[], object], *, timeout_s: float, what: str, every_s: float = 0.2
+) -> object:
+    """Poll ``condition`` every ``every_s`` until it returns something truthy; fail with
+    ``what`` at the deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = condition()
@@ -102,7 +105,7 @@ def wait_for(condition: Callable[[], object], *, timeout_s: float, what: str) ->
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(every_s)
 
 
 @dataclass(frozen=True)
