@@ -3,13 +3,15 @@ in the same run on the same data.
 
 One temporary home runs Kafka and MLflow (the project's runner), two days of the baseline
 scenario backfilled into its feature store, a logistic regression trained and made champion,
-and the model server (``bentoml serve``, one worker, prediction log on). Then, for each offered
-rate R (``--rates``, default 50, 100, 200, 400 per second) for ``--seconds`` each:
+and the model server (``bentoml serve``, its default two workers, prediction log on). Then, for
+each offered rate R (``--rates``, default 50, 100, 200, 400 per second) for ``--seconds`` each:
 
 - ``p50_ms_at_R``, ``p99_ms_at_R``, ``error_rate_at_R``: the full predict (features, model,
   logging), latency measured from each request's scheduled send time;
 - ``floor_p99_ms_at_200``: a bare Starlette endpoint under uvicorn returning a constant;
 - ``peer_p99_ms_at_200``: ``feast serve`` fetching the same card and merchant features;
+- ``bentoml_constant_p99_ms_at_200``: the floor's constant endpoint behind ``bentoml serve``,
+  with the model server's workers: BentoML's own cost, before any feature or model;
 - ratios ``p99_vs_floor_at_200`` (target <= 2.5) and ``p99_vs_peer_at_200`` (target <= 1).
 
 Percentiles are over every request sent: a request that failed or timed out (``--timeout``
@@ -40,10 +42,14 @@ from bottega.stack.health import http_ok
 from bottega.stack.process import spawn, terminate
 from bottega.stack.services import build_local_stack
 from bottega.stack.settings import StackSettings
+from services.serving.settings import ServeOptions
 
 log = logging.getLogger(__name__)
 
 RATES = (50, 100, 200, 400)
+# bench/bentoml_constant.py, named here so that this module does not import BentoML.
+CONSTANT_SERVICE = "bench.bentoml_constant:ConstantService"
+CONSTANT_NAME = "bench_constant"
 REFERENCE_RATE = 200
 
 
@@ -140,7 +146,7 @@ def run(options: argparse.Namespace) -> Measurement:
             serving={"port": ports[3]},
             stack=project.stack.model_copy(update={"kafka_libs_dir": project.kafka_libs_dir}),
         )
-        floor_port, peer_port = ports[4], ports[5]
+        floor_port, peer_port, bento_port = ports[4], ports[5], ports[6]
         env = {**settings.to_env(), "BOTTEGA_ENV_FILE": str(home / "no.env")}
         stack = build_local_stack(settings)
         try:
@@ -199,6 +205,41 @@ def run(options: argparse.Namespace) -> Measurement:
                 floor = open_loop(url, bodies, REFERENCE_RATE, options.seconds)
                 _record(floor, "floor", REFERENCE_RATE)
 
+            # The same constant behind bentoml serve, with the model server's workers.
+            workers = ServeOptions().workers
+            options_env = " ".join(
+                [
+                    f"services.{CONSTANT_NAME}.workers={workers}",
+                    f"services.{CONSTANT_NAME}.logging.access.enabled=false",
+                ]
+            )
+            bento = [
+                python,
+                "-m",
+                "bentoml",
+                "serve",
+                CONSTANT_SERVICE,
+                "--host",
+                settings.bind_host,
+                "--port",
+                str(bento_port),
+                "--working-dir",
+                str(settings.project_root),
+            ]
+            bento_env = {
+                **child,
+                "PYTHONPATH": str(settings.project_root),
+                "BENTOML_HOME": str(home / "bentoml-constant"),
+                "BENTOML_CONFIG_OPTIONS": options_env,
+                "BENTOML_DO_NOT_TRACK": "true",
+            }
+            with _process(bento, home, "bentoml-constant", bento_env):
+                _wait(f"http://{settings.bind_host}:{bento_port}/readyz", "bentoml serve")
+                url = f"http://{settings.bind_host}:{bento_port}/predict"
+                open_loop(url, bodies, 50, 3)
+                bento_floor = open_loop(url, bodies, REFERENCE_RATE, options.seconds)
+                _record(bento_floor, "bentoml-constant", REFERENCE_RATE)
+
             repo = feast_repo(settings, home / "feast-serve")
             feast = [
                 str(Path(python).parent / "feast"),
@@ -224,12 +265,19 @@ def run(options: argparse.Namespace) -> Measurement:
             stack.down()
     metrics["floor_p99_ms_at_200"] = floor.percentile(0.99)
     metrics["peer_p99_ms_at_200"] = peer.percentile(0.99)
+    metrics["bentoml_constant_p50_ms_at_200"] = bento_floor.percentile(0.5)
+    metrics["bentoml_constant_p99_ms_at_200"] = bento_floor.percentile(0.99)
+    metrics["bentoml_constant_error_rate_at_200"] = bento_floor.error_rate
     serving_p99 = metrics[f"p99_ms_at_{REFERENCE_RATE}"]
     return Measurement(
         metrics=metrics,
         ratios={
             "p99_vs_floor_at_200": serving_p99 / metrics["floor_p99_ms_at_200"],
             "p99_vs_peer_at_200": serving_p99 / metrics["peer_p99_ms_at_200"],
+            # BentoML alone, returning a constant, against the bare floor: the share of the
+            # 2.5x budget that the framework itself spends before any feature or model.
+            "bentoml_constant_p99_vs_floor_at_200": metrics["bentoml_constant_p99_ms_at_200"]
+            / metrics["floor_p99_ms_at_200"],
         },
     )
 

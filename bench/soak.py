@@ -17,7 +17,7 @@ memory (RSS, with its child processes: MLflow's and BentoML's workers). At the e
   ratio ``p99_last_vs_first`` (drift over the soak);
 - ``minutes``: the minutes actually played.
 
-The samples themselves are written to ``bench/results/soak-series.json``.
+The samples themselves are written to ``bench/results/series/soak.json``.
 """
 
 from __future__ import annotations
@@ -227,8 +227,10 @@ def measure(
     metrics["p99_ms_first_minute_after_warmup"] = round(after[0], 2)
     metrics["p99_ms_last_minute"] = round(p99[-1], 2)
     metrics["p99_ms_max_minute"] = round(max(p99), 2)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "soak-series.json").write_text(
+    # Beside the records, not among them: RESULTS.md is rendered from results/*.json.
+    series = RESULTS_DIR / "series"
+    series.mkdir(parents=True, exist_ok=True)
+    (series / "soak.json").write_text(
         json.dumps({"samples": samples, "p99_ms_by_minute": p99}, indent=1) + "\n"
     )
     log.info("soak measured", extra={"metrics": metrics})

@@ -1,17 +1,20 @@
 """The promotion job: score the challenger and the champion on the challenger's newest holdout,
 decide with the policy, record the decision, move the alias, publish the event.
 
-The holdout is rebuilt from the feature store with the window and the label cut-off that
-training recorded on the challenger's version, so both models are judged on exactly the rows
-the challenger never saw.
+The holdout is the one training logged with the challenger's run (``holdout/holdout.parquet``),
+so both models are judged on exactly the rows the challenger never saw. A version registered
+without it is judged on the holdout rebuilt from the feature store, with the window and the label
+cut-off that training recorded in the version's tags.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -22,6 +25,8 @@ from bottega.registry import (
     CHALLENGER,
     CHAMPION,
     DECISION_METRICS_PREFIX,
+    HOLDOUT_ARTIFACT,
+    HOLDOUT_DIR,
     TAG_DECISION,
     TAG_HOLDOUT_CARDS,
     TAG_HOLDOUT_END,
@@ -43,6 +48,8 @@ log = logging.getLogger(__name__)
 
 Scorer = Callable[[ModelVersion, pd.DataFrame], np.ndarray]
 Publisher = Callable[[ModelEvent], bool]
+# The holdout logged with a version's run, or None where the run logged none.
+HoldoutReader = Callable[[ModelVersion], pd.DataFrame | None]
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,20 @@ def mlflow_scorer(version: ModelVersion, frame: pd.DataFrame) -> np.ndarray:
     """Scores of a registered version, loaded through MLflow as serving loads it."""
     model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
     return np.asarray(model.predict(frame[list(MODEL_FEATURES)]), dtype=np.float64).ravel()
+
+
+def logged_holdout(version: ModelVersion) -> pd.DataFrame | None:
+    """The holdout rows the version's training run logged, or None if it logged none."""
+    from mlflow.artifacts import download_artifacts, list_artifacts
+
+    listed = list_artifacts(run_id=version.run_id, artifact_path=HOLDOUT_DIR)
+    if not any(entry.path == HOLDOUT_ARTIFACT for entry in listed):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = download_artifacts(
+            run_id=version.run_id, artifact_path=HOLDOUT_ARTIFACT, dst_path=tmp
+        )
+        return pd.read_parquet(Path(path))
 
 
 def holdout_of(fs: FraudFeatureStore, version: ModelVersion) -> pd.DataFrame:
@@ -97,6 +118,7 @@ def promote(
     policy: PromotionPolicy | None = None,
     scorer: Scorer = mlflow_scorer,
     publish: Publisher | None = None,
+    logged: HoldoutReader = logged_holdout,
 ) -> PromotionReport:
     """Decide on ``version`` (default: the ``challenger`` alias, else the newest version)."""
     policy = policy or PromotionPolicy()
@@ -105,7 +127,10 @@ def promote(
     if champion is not None and champion.version == challenger.version:
         raise RegistryError(f"{name} v{challenger.version} is already the champion")
 
-    holdout = holdout_of(fs, challenger)
+    holdout = logged(challenger)
+    if holdout is None:
+        log.info("no logged holdout: rebuilding it", extra={"version": challenger.version})
+        holdout = holdout_of(fs, challenger)
     y = holdout["is_fraud"].astype(np.int64).to_numpy()
     theirs = evaluate(y, scorer(challenger, holdout))
     ours = evaluate(y, scorer(champion, holdout)) if champion is not None else None

@@ -23,6 +23,8 @@ from mlflow.models import infer_signature
 from bottega.registry import (
     CHALLENGER,
     EXPERIMENTS,
+    HOLDOUT_DIR,
+    HOLDOUT_FILE,
     MODEL_NAMES,
     TAG_FINGERPRINT,
     TAG_HOLDOUT_CARDS,
@@ -187,6 +189,11 @@ def train(
             reference_path = Path(tmp) / "reference.parquet"
             reference.to_parquet(reference_path, index=False)
             mlflow.log_artifact(str(reference_path), "reference")
+            # The rows the promotion judges both models on, kept with the version that
+            # never saw them: the promotion reads them back instead of rebuilding them.
+            holdout_path = Path(tmp) / HOLDOUT_FILE
+            split.holdout.to_parquet(holdout_path, index=False)
+            mlflow.log_artifact(str(holdout_path), HOLDOUT_DIR)
             plotted: dict[str, np.ndarray] = {config.model: scores}
             if "oracle_pr_auc" in metrics:
                 plotted["oracle"] = split.holdout["oracle"].to_numpy(np.float64)

@@ -30,6 +30,10 @@ TAG_HOLDOUT_START = "bottega.holdout_start"
 TAG_HOLDOUT_END = "bottega.holdout_end"
 # "lo:hi": the holdout is the rows of the cards whose hash bucket lies in [lo, hi); absent: by time.
 TAG_HOLDOUT_CARDS = "bottega.holdout_cards"
+# The holdout rows of a version's training run, logged as an artifact of that run.
+HOLDOUT_DIR = "holdout"
+HOLDOUT_FILE = "holdout.parquet"
+HOLDOUT_ARTIFACT = f"{HOLDOUT_DIR}/{HOLDOUT_FILE}"
 TAG_LABELS_AS_OF = "bottega.labels_as_of"
 TAG_FINGERPRINT = "bottega.data_fingerprint"
 # Version tags written by promotion.

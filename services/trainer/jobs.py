@@ -3,6 +3,11 @@
 A child process keeps the trainer safe: a crash, an out-of-memory kill or a timeout in a job
 ends that job only, and the service goes on answering. Both jobs print their report as JSON on
 the last line of stdout (MLflow prints run links before it); a non-zero exit is a failure.
+
+Each job runs in a ``python -m pipelines.worker`` process, which imports the jobs' code and then
+reads on stdin which job to run. The trainer keeps ``warm`` of them started ahead (two: a run's
+training and its promotion), so a retraining does not wait for torch, MLflow and Feast to import;
+the pool is refilled once it is empty, after a run. Each process still runs one job only.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from bottega.stack.process import child_environment
 log = logging.getLogger(__name__)
 
 STDERR_TAIL = 2000
+WORKER_MODULE = "pipelines.worker"
 
 # The MLflow client retries a refused request for about four minutes by default (7 retries,
 # backoff factor 2). A job that cannot reach the registry should fail in seconds: the trainer
@@ -44,8 +50,11 @@ class Jobs(Protocol):
     def promote(self, version: str) -> dict[str, Any]:
         """Judge ``version`` against the champion; the decision (with ``promoted``)."""
 
+    def start(self) -> object:
+        """Get ready for the first job (start what is kept warm)."""
+
     def cancel(self) -> None:
-        """Kill the job in flight, if any."""
+        """Kill the job in flight, if any; the trainer is stopping, and no job starts after."""
 
 
 def format_duration(value: timedelta) -> str:
@@ -67,6 +76,7 @@ class SubprocessJobs:
         epochs: int | None = None,
         timeout_s: float = 1800.0,
         python: str = sys.executable,
+        warm: int = 0,
     ) -> None:
         self._env = {**JOB_MLFLOW_ENV, **child_environment(env)}
         self._cwd = cwd
@@ -78,6 +88,15 @@ class SubprocessJobs:
         self._python = python
         self._lock = threading.Lock()
         self._current: subprocess.Popen[str] | None = None
+        self._warm = warm
+        self._spares: list[subprocess.Popen[str]] = []
+        self._closed = False
+
+    def start(self) -> SubprocessJobs:
+        """Start the warm workers (the service does, once it is up)."""
+        with self._lock:
+            self._refill()
+        return self
 
     def train(self) -> dict[str, Any]:
         """Train on the recent window; the window ends at the newest transaction in the store."""
@@ -95,21 +114,21 @@ class SubprocessJobs:
         return self._run("pipelines.promote", ["--version", version])
 
     def _run(self, module: str, args: Sequence[str]) -> dict[str, Any]:
-        command = [self._python, "-m", module, *args]
-        log.info("starting a job", extra={"job": module, "job_args": " ".join(args)})
+        request = json.dumps({"module": module, "args": list(args)}) + "\n"
         with self._lock:
-            proc = subprocess.Popen(
-                command,
-                env=self._env,
-                cwd=self._cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            if self._closed:
+                raise JobFailed("the trainer is stopping")
+            proc, warm = self._take()
             self._current = proc
+        log.info(
+            "starting a job",
+            extra={"job": module, "job_args": " ".join(args), "pid": proc.pid, "warm": warm},
+        )
         try:
-            stdout, stderr = proc.communicate(timeout=self._timeout_s)
+            try:
+                stdout, stderr = proc.communicate(request, timeout=self._timeout_s)
+            except BrokenPipeError:  # it died before reading its job: its stderr says why
+                stdout, stderr = proc.communicate(timeout=self._timeout_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
@@ -117,15 +136,48 @@ class SubprocessJobs:
         finally:
             with self._lock:
                 self._current = None
+                if not self._spares:
+                    self._refill()
         if proc.returncode != 0:
             raise JobFailed(f"{module} exited with {proc.returncode}: {last_error(stderr)}")
         return last_json(module, stdout)
 
+    def _spawn(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [self._python, "-m", WORKER_MODULE],
+            env=self._env,
+            cwd=self._cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def _take(self) -> tuple[subprocess.Popen[str], bool]:
+        """A warm worker that is still alive, else one started now (cold); and which it was."""
+        while self._spares:
+            spare = self._spares.pop(0)
+            if spare.poll() is None:
+                return spare, True
+            # A spare that died waiting (killed, out of memory): reap it, try the next.
+            spare.communicate()
+            log.warning("a warm job worker had died", extra={"returncode": spare.returncode})
+        return self._spawn(), False
+
+    def _refill(self) -> None:
+        while not self._closed and len(self._spares) < self._warm:
+            self._spares.append(self._spawn())
+
     def cancel(self) -> None:
-        """Kill the job in flight, if any."""
+        """Kill the job in flight, if any, and the warm workers (the trainer is stopping)."""
         with self._lock:
+            self._closed = True
+            spares, self._spares = self._spares, []
             if self._current is not None and self._current.poll() is None:
                 self._current.kill()
+        for spare in spares:
+            spare.kill()
+            spare.communicate()
 
 
 def last_error(stderr: str) -> str:

@@ -237,7 +237,8 @@ class Retrainer:
         return record
 
     def start(self) -> Retrainer:
-        """Start the worker thread."""
+        """Start the jobs' warm workers and the worker thread."""
+        self._jobs.start()
         self._thread = threading.Thread(target=self._loop, name="retrainer", daemon=True)
         self._thread.start()
         return self

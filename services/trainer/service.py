@@ -36,6 +36,7 @@ def subprocess_jobs(settings: TrainerSettings) -> SubprocessJobs:
         holdout=options.holdout,
         epochs=options.epochs,
         timeout_s=options.job_timeout_s,
+        warm=options.warm_workers,
     )
 
 

@@ -6,6 +6,7 @@ and the next retrain alert must retrain.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 
@@ -15,15 +16,21 @@ from tests.faults.harness import FaultStack, Trainer, champion_and_versions, run
 
 
 def training_job(fault_stack: FaultStack) -> psutil.Process | None:
-    """The trainer's ``pipelines.train`` child, while one runs."""
+    """The trainer's process running ``pipelines.train``, while one runs.
+
+    Jobs run in warm ``pipelines.worker`` processes, started before their job is known: the
+    trainer's log names the pid that took the job.
+    """
     record = fault_stack.runner.pid_file("trainer").read()
     assert record is not None
-    for child in psutil.Process(record.pid).children(recursive=True):
-        try:
-            if "pipelines.train" in child.cmdline():
-                return child
-        except psutil.NoSuchProcess:
+    children = {c.pid: c for c in psutil.Process(record.pid).children(recursive=True)}
+    log_path = fault_stack.settings.home / "logs" / "trainer.log"
+    for line in reversed(log_path.read_text(errors="replace").splitlines()):
+        if '"starting a job"' not in line:
             continue
+        started = json.loads(line)
+        if started.get("job") == "pipelines.train" and started.get("pid") in children:
+            return children[started["pid"]]
     return None
 
 

@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -34,6 +35,7 @@ from bottega.settings import BottegaSettings
 from bottega.stack.runner import LocalStack
 from bottega.stack.settings import StackSettings
 from bottega.usecases.fraud.store import FraudFeatureStore
+from pipelines.promote.job import holdout_of, logged_holdout
 from pipelines.train.config import TrainConfig
 from pipelines.train.data import TrainingDataError, default_end
 from pipelines.train.job import train
@@ -117,7 +119,18 @@ def test_bootstrap_ends_with_a_champion(lifecycle: Lifecycle) -> None:
     }
     assert {"training_window.json", "data_fingerprint.json", "feature_service.json"} <= artifacts
     # MLflow 3 keeps the model itself as a LoggedModel, outside the run's artifacts.
-    assert {"plots", "reference", "metrics"} <= artifacts
+    assert {"plots", "reference", "metrics", "holdout"} <= artifacts
+    # The promotion judged it on the holdout its run logged: exactly the rows that the window
+    # and cut-off in its tags rebuild from the store, with the same values.
+    mlflow.set_tracking_uri(lifecycle.settings.mlflow_tracking_uri)
+    logged = logged_holdout(champion)
+    assert logged is not None and len(logged) == champion.metrics["holdout_rows"]
+    rebuilt = holdout_of(FraudFeatureStore(lifecycle.settings), champion)
+    pd.testing.assert_frame_equal(
+        logged.sort_values("event_id").reset_index(drop=True),
+        rebuilt.sort_values("event_id").reset_index(drop=True),
+        check_dtype=False,
+    )
     assert (
         champion.metrics["holdout_pr_auc"]
         > champion.metrics["holdout_frauds"] / (champion.metrics["holdout_rows"])

@@ -23,6 +23,7 @@ from bottega.registry import (
     RegistryError,
     rollback,
 )
+from bottega.usecases.fraud.metrics import evaluate
 from pipelines.promote import job
 from pipelines.promote.policy import PromotionPolicy, decide
 
@@ -129,6 +130,7 @@ def run_promote(
         policy=POLICY,
         scorer=lambda v, frame: SCORES[v.version],
         publish=publish,
+        logged=lambda v: None,  # no run logged a holdout: it is rebuilt (load_window)
     )
     return report, events
 
@@ -177,6 +179,35 @@ def test_a_version_without_holdout_tags_is_refused(registry: FakeRegistry) -> No
     with pytest.raises(RegistryError, match="not registered by the training pipeline"):
         run_promote(registry, "4")
     assert CHAMPION not in registry.aliases
+
+
+def test_the_holdout_logged_with_the_run_is_used_and_the_store_is_not_read(
+    registry: FakeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_store(*args: object) -> pd.DataFrame:
+        raise AssertionError("the store was read although the run logged its holdout")
+
+    monkeypatch.setattr(job, "load_window", no_store)
+    # Logged: the first half of the rows only. Version "2" (noise) is scored on exactly those.
+    half = HOLDOUT.iloc[:2000]
+    scored: list[int] = []
+
+    def scorer(v: ModelVersion, frame: pd.DataFrame) -> np.ndarray:
+        scored.append(len(frame))
+        return SCORES[v.version][: len(frame)]
+
+    report = job.promote(
+        registry,
+        fs=None,  # type: ignore[arg-type]
+        name=NAME,
+        version="2",
+        policy=POLICY,
+        scorer=scorer,
+        logged=lambda v: half if v.version == "2" else None,
+    )
+    assert scored == [2000]  # no champion yet: the challenger alone, on the logged rows
+    on_logged = evaluate(half["is_fraud"].astype(np.int64).to_numpy(), SCORES["2"][:2000])
+    assert report.numbers["challenger_pr_auc"] == pytest.approx(on_logged["pr_auc"])
 
 
 def test_timestamps_in_tags_parse() -> None:

@@ -45,6 +45,9 @@ class FakeJobs:
         self.promoted_versions.append(version)
         return {"promoted": self.promoted, "reason": "better", "version": version}
 
+    def start(self) -> FakeJobs:
+        return self
+
     def cancel(self) -> None:
         pass
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.worker import BadRequest, parse_request
 from services.trainer.jobs import JobFailed, SubprocessJobs, format_duration, last_error, last_json
 
 
@@ -81,3 +82,85 @@ def test_a_job_gives_up_on_an_unreachable_registry_in_seconds(
         python=str(fake),
     )
     assert jobs.train()["version"] == "5/1"
+
+
+def echoing_python(tmp_path: Path) -> Path:
+    """A "python" that, as a worker does, waits for its job on stdin and reports it with its pid."""
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/bin/sh\nread line\n"
+        'echo "{\\"version\\": \\"7\\", \\"pid\\": $$, \\"request\\": $line}"\n'
+    )
+    fake.chmod(0o755)
+    return fake
+
+
+def test_a_job_runs_in_a_warm_worker_and_the_pool_is_refilled_after_the_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    jobs = SubprocessJobs(
+        {}, cwd=tmp_path, window=timedelta(days=2), python=str(echoing_python(tmp_path)), warm=2
+    )
+    jobs.start()
+    warm_pids = [p.pid for p in jobs._spares]
+    assert len(warm_pids) == 2
+    try:
+        with caplog.at_level(logging.INFO):
+            trained = jobs.train()
+        assert trained["pid"] == warm_pids[0]
+        assert trained["request"] == {
+            "module": "pipelines.train",
+            "args": ["--window", "172800s", "--model", "mlp", "--holdout", "cards"],
+        }
+        started = [r for r in caplog.records if r.getMessage() == "starting a job"]
+        assert started[-1].pid == warm_pids[0] and started[-1].warm is True  # type: ignore[attr-defined]
+        # One spare left: the promotion takes it; only then, the pool empty, is it refilled.
+        assert [p.pid for p in jobs._spares] == warm_pids[1:]
+        promoted = jobs.promote("7")
+        assert promoted["pid"] == warm_pids[1]
+        assert promoted["request"] == {"module": "pipelines.promote", "args": ["--version", "7"]}
+        refilled = [p.pid for p in jobs._spares]
+        assert len(refilled) == 2 and not set(refilled) & set(warm_pids)
+    finally:
+        spares = list(jobs._spares)
+        jobs.cancel()
+    assert all(p.poll() is not None for p in spares)  # killed and reaped
+    with pytest.raises(JobFailed, match="stopping"):
+        jobs.train()
+
+
+def test_a_dead_warm_worker_is_passed_over_and_without_warm_workers_a_job_starts_cold(
+    tmp_path: Path,
+) -> None:
+    python = str(echoing_python(tmp_path))
+    jobs = SubprocessJobs({}, cwd=tmp_path, window=timedelta(days=1), python=python, warm=1)
+    jobs.start()
+    dead = jobs._spares[0]
+    dead.kill()
+    dead.wait()
+    try:
+        report = jobs.promote("2")
+        assert report["pid"] != dead.pid and report["request"]["module"] == "pipelines.promote"
+    finally:
+        jobs.cancel()
+    cold = SubprocessJobs({}, cwd=tmp_path, window=timedelta(days=1), python=python)
+    cold.start()
+    assert cold._spares == []
+    assert cold.promote("3")["request"]["args"] == ["--version", "3"]
+    assert cold._spares == []
+
+
+def test_a_worker_request_names_a_known_job_and_a_list_of_strings() -> None:
+    assert parse_request('{"module": "pipelines.promote", "args": ["--version", "3"]}') == (
+        "pipelines.promote",
+        ["--version", "3"],
+    )
+    for bad, why in [
+        ("not json", "not JSON"),
+        ("[1]", "not a JSON object"),
+        ('{"module": "os.system", "args": []}', "unknown job 'os.system'"),
+        ('{"module": "pipelines.train", "args": "--window 1d"}', "list of strings"),
+        ('{"module": "pipelines.train", "args": [1]}', "list of strings"),
+    ]:
+        with pytest.raises(BadRequest, match=why):
+            parse_request(bad)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 import pandas as pd
 
@@ -58,26 +57,25 @@ def fraud_training_set(
         "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ingested_at) = 1 "
         "ORDER BY event_timestamp, event_id",
         [start, end],
-    ).to_pylist()
-    labels = _labels(fs, labels_as_of)
+    ).to_pandas()
+    txns = txns.join(_labels(fs, labels_as_of), on="event_id")
     if labelled_only:
         # Join only what will be kept: the point-in-time join costs per row.
-        kept = [t for t in txns if t["event_id"] in labels]
+        kept = txns[txns["is_fraud"].notna()].reset_index(drop=True)
         log.info(
             "training window",
             extra={"transactions": len(txns), "unlabelled_removed": len(txns) - len(kept)},
         )
         txns = kept
-    if not txns:
+    if txns.empty:
         return pd.DataFrame(columns=_columns())
 
     entity_df = pd.DataFrame(
         {
-            "event_id": [t["event_id"] for t in txns],
-            "card_id": [t["card_id"] for t in txns],
-            "merchant_id": [t["merchant_id"] for t in txns],
-            "event_timestamp": pd.to_datetime([t["event_timestamp"] for t in txns], utc=True)
-            - JUST_BEFORE,
+            "event_id": txns["event_id"],
+            "card_id": txns["card_id"],
+            "merchant_id": txns["merchant_id"],
+            "event_timestamp": pd.to_datetime(txns["event_timestamp"], utc=True) - JUST_BEFORE,
         }
     )
     joined = fs.store.get_historical_features(
@@ -87,29 +85,37 @@ def fraud_training_set(
         raise TrainingSetError(
             f"the point-in-time join returned {len(joined)} rows for {len(entity_df)} transactions"
         )
-    by_event = joined.set_index("event_id")
+    history = joined.set_index("event_id").reindex(txns["event_id"])[
+        [*CARD_FEATURES, *MERCHANT_FEATURE_COLUMNS]
+    ]
+    # pandas turns a missing join into NaN or NA; request_features reads None as "no history".
+    history = history.astype(object).where(history.notna(), None)
 
-    records: list[dict[str, Any]] = []
-    for raw in txns:
-        joined_row = by_event.loc[raw["event_id"]]
-        card = {name: _clean(joined_row[name]) for name in CARD_FEATURES}
-        merchant = {name: _clean(joined_row[name]) for name in MERCHANT_FEATURE_COLUMNS}
-        label = labels.get(raw["event_id"])
-        records.append(
-            {
-                "event_id": raw["event_id"],
-                "event_time": raw["event_timestamp"],
-                "card_id": raw["card_id"],
-                "merchant_id": raw["merchant_id"],
-                **request_features(transaction_from_row(raw), card, merchant),
-                "is_fraud": None if label is None else label[0],
-                "label_time": None if label is None else label[1],
-            }
-        )
-    frame = pd.DataFrame.from_records(records, columns=_columns())
+    # One row holds the card's and the merchant's columns: request_features reads each by name.
+    features = pd.DataFrame.from_records(
+        [
+            request_features(transaction_from_row(raw), row, row)
+            for raw, row in zip(txns.to_dict("records"), history.to_dict("records"), strict=True)
+        ],
+        columns=list(MODEL_FEATURES),
+    )
+    frame = pd.concat(
+        [
+            txns[["event_id", "event_timestamp", "card_id", "merchant_id"]]
+            .rename(columns={"event_timestamp": "event_time"})
+            .reset_index(drop=True),
+            features,
+            txns[["is_fraud", "label_time"]].reset_index(drop=True),
+        ],
+        axis=1,
+    )
+    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True).dt.as_unit("ns")
+    frame["label_time"] = pd.to_datetime(frame["label_time"], utc=True).dt.as_unit("ns")
     if labelled_only:
         frame["is_fraud"] = frame["is_fraud"].astype(bool)
-    return frame
+    else:
+        frame["is_fraud"] = frame["is_fraud"].astype(object).where(frame["is_fraud"].notna(), None)
+    return frame[_columns()]
 
 
 def _columns() -> list[str]:
@@ -124,17 +130,15 @@ def _columns() -> list[str]:
     ]
 
 
-def _labels(fs: FraudFeatureStore, as_of: datetime | None) -> dict[str, tuple[bool, datetime]]:
-    """The first label of each transaction that had arrived by ``as_of``."""
+def _labels(fs: FraudFeatureStore, as_of: datetime | None) -> pd.DataFrame:
+    """The first label of each transaction that had arrived by ``as_of``, indexed by its id."""
     where = "WHERE label_time <= ?" if as_of is not None else ""
-    rows = fs.labels.query(
-        f"SELECT transaction_id, is_fraud, label_time FROM t {where} "
-        "QUALIFY row_number() OVER (PARTITION BY transaction_id ORDER BY label_time) = 1",
-        [as_of] if as_of is not None else [],
-    ).to_pylist()
-    return {r["transaction_id"]: (r["is_fraud"], r["label_time"]) for r in rows}
-
-
-def _clean(value: Any) -> Any:
-    # pandas turns a missing join into NaN or NA; request_features reads None as "no history".
-    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
+    return (
+        fs.labels.query(
+            f"SELECT transaction_id, is_fraud, label_time FROM t {where} "
+            "QUALIFY row_number() OVER (PARTITION BY transaction_id ORDER BY label_time) = 1",
+            [as_of] if as_of is not None else [],
+        )
+        .to_pandas()
+        .set_index("transaction_id")
+    )
