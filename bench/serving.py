@@ -33,16 +33,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.broker import free_ports
+from bench.broker import free_ports, whole_stack_settings
 from bench.harness import Benchmark, BenchmarkError, Measurement
 from bench.serving_refs import LoadResult, feast_repo, open_loop
 from bottega.registry import CHAMPION, MODEL_NAMES, MlflowRegistry
-from bottega.settings import load_settings
 from bottega.stack.health import http_ok
 from bottega.stack.process import spawn, terminate
 from bottega.stack.services import build_local_stack
 from bottega.stack.settings import StackSettings
-from services.serving.settings import ServeOptions
+from services.serving.__main__ import serve_command, serve_environment
+from services.serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
@@ -132,21 +132,12 @@ def _record(result: LoadResult, what: str, rate: int) -> None:
 
 def run(options: argparse.Namespace) -> Measurement:
     """Build the private stack, then measure serving, the floor and the peer."""
-    project = load_settings(StackSettings)
     python = sys.executable
     with tempfile.TemporaryDirectory(prefix="bottega-bench-") as tmp:
         home = Path(tmp)
-        ports = free_ports(project.bind_host, 7)
-        settings = StackSettings(
-            project_root=project.project_root,
-            home=home,
-            bind_host=project.bind_host,
-            kafka={"port": ports[0], "controller_port": ports[1]},
-            mlflow={"port": ports[2]},
-            serving={"port": ports[3]},
-            stack=project.stack.model_copy(update={"kafka_libs_dir": project.kafka_libs_dir}),
-        )
-        floor_port, peer_port, bento_port = ports[4], ports[5], ports[6]
+        # The whole stack's ports; only Kafka, MLflow and the model server are started.
+        settings = whole_stack_settings(home)
+        floor_port, peer_port, bento_port = free_ports(settings.bind_host, 3)
         env = {**settings.to_env(), "BOTTEGA_ENV_FILE": str(home / "no.env")}
         stack = build_local_stack(settings)
         try:
@@ -205,33 +196,19 @@ def run(options: argparse.Namespace) -> Measurement:
                 floor = open_loop(url, bodies, REFERENCE_RATE, options.seconds)
                 _record(floor, "floor", REFERENCE_RATE)
 
-            # The same constant behind bentoml serve, with the model server's workers.
-            workers = ServeOptions().workers
-            options_env = " ".join(
-                [
-                    f"services.{CONSTANT_NAME}.workers={workers}",
-                    f"services.{CONSTANT_NAME}.logging.access.enabled=false",
-                ]
+            # The same constant behind bentoml serve, started as the model server is.
+            bento_settings = ServingSettings(
+                _env_file=None,
+                project_root=settings.project_root,
+                home=home / "bentoml-constant",
+                bind_host=settings.bind_host,
+                serving={"port": bento_port},
             )
-            bento = [
-                python,
-                "-m",
-                "bentoml",
-                "serve",
-                CONSTANT_SERVICE,
-                "--host",
-                settings.bind_host,
-                "--port",
-                str(bento_port),
-                "--working-dir",
-                str(settings.project_root),
-            ]
+            bento = serve_command(bento_settings, service=CONSTANT_SERVICE)
             bento_env = {
                 **child,
                 "PYTHONPATH": str(settings.project_root),
-                "BENTOML_HOME": str(home / "bentoml-constant"),
-                "BENTOML_CONFIG_OPTIONS": options_env,
-                "BENTOML_DO_NOT_TRACK": "true",
+                **serve_environment(bento_settings, name=CONSTANT_NAME),
             }
             with _process(bento, home, "bentoml-constant", bento_env):
                 _wait(f"http://{settings.bind_host}:{bento_port}/readyz", "bentoml serve")

@@ -106,7 +106,6 @@ def _check_classes(split: Split) -> None:
                 f"the {name} part ({len(part)} rows, {frauds} frauds) holds a single class",
                 hint="choose a longer --window",
             )
-    return split
 
 
 def card_buckets(card_ids: pd.Series) -> np.ndarray:

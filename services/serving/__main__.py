@@ -18,14 +18,15 @@ SERVICE = "services.serving.service:BottegaServing"
 SERVICE_NAME = "bottega_serving"
 
 
-def serve_command(settings: ServingSettings) -> list[str]:
-    """The ``bentoml serve`` command line for ``settings``."""
+def serve_command(settings: ServingSettings, service: str = SERVICE) -> list[str]:
+    """The ``bentoml serve`` command line for ``settings`` (``service``: the benchmark serves
+    its constant reference the same way)."""
     return [
         sys.executable,
         "-m",
         "bentoml",
         "serve",
-        SERVICE,
+        service,
         "--host",
         settings.bind_host,
         "--port",
@@ -35,14 +36,15 @@ def serve_command(settings: ServingSettings) -> list[str]:
     ]
 
 
-def serve_environment(settings: ServingSettings) -> dict[str, str]:
-    """What ``bentoml serve`` and its workers need in their environment."""
+def serve_environment(settings: ServingSettings, name: str = SERVICE_NAME) -> dict[str, str]:
+    """What ``bentoml serve`` and its workers need in their environment (``name``: the
+    service's BentoML name)."""
     options = " ".join(
         [
-            f"services.{SERVICE_NAME}.workers={settings.serve.workers}",
+            f"services.{name}.workers={settings.serve.workers}",
             # Each request is already logged by our metrics; an access log line per request
             # costs latency at hundreds of requests per second.
-            f"services.{SERVICE_NAME}.logging.access.enabled=false",
+            f"services.{name}.logging.access.enabled=false",
         ]
     )
     return {

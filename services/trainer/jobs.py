@@ -125,10 +125,9 @@ class SubprocessJobs:
             extra={"job": module, "job_args": " ".join(args), "pid": proc.pid, "warm": warm},
         )
         try:
-            try:
-                stdout, stderr = proc.communicate(request, timeout=self._timeout_s)
-            except BrokenPipeError:  # it died before reading its job: its stderr says why
-                stdout, stderr = proc.communicate(timeout=self._timeout_s)
+            # A worker that died before reading its job is no error here (communicate ignores
+            # the broken pipe): its exit status and stderr say why.
+            stdout, stderr = proc.communicate(request, timeout=self._timeout_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
