@@ -28,6 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin", type=float, default=defaults.pr_auc_margin)
     parser.add_argument("--log-loss-tolerance", type=float, default=defaults.log_loss_tolerance)
     parser.add_argument("--min-lift", type=float, default=defaults.min_lift)
+    parser.add_argument(
+        "--min-unseen-frauds",
+        type=int,
+        default=defaults.min_unseen_frauds,
+        help="frauds needed to compare only on rows newer than the champion's training window",
+    )
+    parser.add_argument(
+        "--champion-degraded",
+        action="store_true",
+        help="an alert on live traffic asked for this challenger: promote it unless the holdout "
+        "shows it worse (the trainer passes this for alert-triggered runs)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings(BottegaSettings)
@@ -39,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             pr_auc_margin=args.margin,
             log_loss_tolerance=args.log_loss_tolerance,
             min_lift=args.min_lift,
+            min_unseen_frauds=args.min_unseen_frauds,
         )
         report = promote(
             MlflowRegistry(settings.mlflow_tracking_uri),
@@ -47,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             version=args.version,
             policy=policy,
             publish=lambda event: publish_model_event(settings.kafka, event),
+            champion_degraded=args.champion_degraded,
         )
     except BottegaError as exc:
         # One line, for a person and for the trainer (which reads it back): not a log record

@@ -1,10 +1,11 @@
-"""The promotion job: score the challenger and the champion on the challenger's newest holdout,
-decide with the policy, record the decision, move the alias, publish the event.
+"""The promotion job: score the challenger and the champion on the challenger's holdout, decide
+with the policy, record the decision, move the alias, publish the event.
 
 The holdout is the one training logged with the challenger's run (``holdout/holdout.parquet``),
-so both models are judged on exactly the rows the challenger never saw. A version registered
-without it is judged on the holdout rebuilt from the feature store, with the window and the label
-cut-off that training recorded in the version's tags.
+the rows the challenger never saw. A version registered without it is judged on the holdout
+rebuilt from the feature store, with the window and the label cut-off that training recorded in
+the version's tags. Of those rows, both models are compared on the ones the champion never saw
+either, newer than its training window, when they hold frauds enough (:func:`unseen_by`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from bottega.registry import (
 from bottega.usecases.fraud.features.request import MODEL_FEATURES
 from bottega.usecases.fraud.metrics import evaluate
 from bottega.usecases.fraud.store import FraudFeatureStore
-from pipelines.promote.policy import Decision, PromotionPolicy, decide
+from pipelines.promote.policy import Decision, PromotionPolicy, decide, paired_bootstrap
 from pipelines.train.data import in_buckets, load_window
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,34 @@ def holdout_of(fs: FraudFeatureStore, version: ModelVersion) -> pd.DataFrame:
     return rows
 
 
+def unseen_by(
+    champion: ModelVersion | None, holdout: pd.DataFrame, min_frauds: int
+) -> tuple[pd.DataFrame, str]:
+    """The holdout rows to compare on, and which they are.
+
+    The challenger never saw its holdout, but its window may reach back into the champion's:
+    the champion was fitted on those older rows, which flatters it. So both are compared on the
+    rows newer than the end of the champion's training window (its ``holdout_end`` tag), where
+    those hold ``min_frauds`` frauds and some legitimate rows; else on the whole holdout, which
+    errs towards keeping the champion.
+    """
+    end = champion.tags.get(TAG_HOLDOUT_END) if champion is not None else None
+    if end is None:
+        return holdout, f"on all {len(holdout)} holdout rows"
+    times = pd.to_datetime(holdout["event_time"], utc=True)
+    newer = holdout[(times >= pd.Timestamp(datetime.fromisoformat(end))).to_numpy()]
+    frauds = int(newer["is_fraud"].sum())
+    if frauds >= min_frauds and frauds < len(newer):
+        return newer.reset_index(drop=True), (
+            f"on the {len(newer)} holdout rows after the champion's training window, "
+            f"{frauds} frauds"
+        )
+    return holdout, (
+        f"on all {len(holdout)} holdout rows: only {frauds} frauds after the champion's "
+        f"training window, under {min_frauds}; the champion was fitted on some of these rows"
+    )
+
+
 def promote(
     registry: Registry,
     fs: FraudFeatureStore,
@@ -119,8 +148,13 @@ def promote(
     scorer: Scorer = mlflow_scorer,
     publish: Publisher | None = None,
     logged: HoldoutReader = logged_holdout,
+    champion_degraded: bool = False,
 ) -> PromotionReport:
-    """Decide on ``version`` (default: the ``challenger`` alias, else the newest version)."""
+    """Decide on ``version`` (default: the ``challenger`` alias, else the newest version).
+
+    ``champion_degraded``: an alert on live traffic asked for this challenger; the policy then
+    promotes it unless the holdout shows it worse (``decide``'s degraded rule).
+    """
     policy = policy or PromotionPolicy()
     challenger = _challenger(registry, name, version)
     champion = registry.by_alias(name, CHAMPION)
@@ -131,10 +165,28 @@ def promote(
     if holdout is None:
         log.info("no logged holdout: rebuilding it", extra={"version": challenger.version})
         holdout = holdout_of(fs, challenger)
-    y = holdout["is_fraud"].astype(np.int64).to_numpy()
-    theirs = evaluate(y, scorer(challenger, holdout))
-    ours = evaluate(y, scorer(champion, holdout)) if champion is not None else None
-    decision = decide(theirs, ours, float(y.mean()), policy)
+    compared, why = unseen_by(champion, holdout, policy.min_unseen_frauds)
+    y = compared["is_fraud"].astype(np.int64).to_numpy()
+    challenger_scores = scorer(challenger, compared)
+    theirs = evaluate(y, challenger_scores)
+    ours, intervals = None, None
+    if champion is not None:
+        champion_scores = scorer(champion, compared)
+        ours = evaluate(y, champion_scores)
+        if champion_degraded:
+            intervals = paired_bootstrap(
+                y,
+                np.asarray(challenger_scores, np.float64),
+                np.asarray(champion_scores, np.float64),
+                resamples=policy.resamples,
+                confidence=policy.confidence,
+            )
+    decision = decide(theirs, ours, float(y.mean()), policy, degraded=intervals)
+    decision = Decision(
+        decision.promote,
+        f"{decision.reason} ({why})",
+        {**decision.numbers, "compared_rows": float(len(y)), "compared_frauds": float(y.sum())},
+    )
     log.info(
         "promotion decision",
         extra={"version": challenger.version, "promote": decision.promote, "why": decision.reason},

@@ -9,7 +9,8 @@ without a restart. When analysis falls behind, the oldest queued windows are ski
 counted): the newest window is the one an alert needs.
 
 Windows live in memory: a restart loses the windows that were still open, and the monitor
-resumes from its committed offsets.
+resumes from its committed offsets. While it catches up, the partitions it has not read to
+their end hold the watermark back, so no window closes before its rows are read.
 """
 
 from __future__ import annotations
@@ -108,16 +109,17 @@ class MonitorService:
         with self._lock:
             for env in batch:
                 event = env.event
+                source = (env.topic, env.partition)
                 if isinstance(event, Prediction):
-                    self.windows.add_prediction(event)
+                    self.windows.add_prediction(event, source)
                     self.metrics.events.labels(f"prediction_{event.arm}").inc()
                 elif isinstance(event, Label):
-                    self.windows.add_label(event)
+                    self.windows.add_label(event, source)
                     self.metrics.events.labels("label").inc()
                 elif isinstance(event, ModelEvent):
                     model_events += 1
                     self.metrics.events.labels("model_event").inc()
-            closed = self.windows.advance()
+            closed = self.windows.advance(self._unread())
         if closed or model_events:
             with self._work:
                 self._pending.extend(closed)
@@ -127,6 +129,18 @@ class MonitorService:
                 if model_events:
                     self._refresh_requested = True
                 self._work.notify_all()
+
+    def _unread(self) -> set[tuple[str, int]]:
+        """The partitions of the windowed topics still behind their end: they hold the watermark.
+
+        After a restart the consumer reads one partition's backlog before another's; without
+        this, the first partition's newer events would close windows whose rows still wait in
+        the others.
+        """
+        if self._consumer is None:
+            return set()
+        topics = (Prediction.topic, Label.topic)
+        return {(tp.topic, tp.partition) for tp in self._consumer.unread(topics)}
 
     def start(self) -> MonitorService:
         """Start the analysis thread and the consumer."""

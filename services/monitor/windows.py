@@ -1,8 +1,13 @@
 """Sliding windows in simulated event time, and the join of predictions with their labels.
 
-Windows are ``size`` long and close every ``step``, on boundaries aligned to the epoch. The
-watermark is the newest prediction's event time; a window closes once the watermark passes its
-end by ``lateness``. A closed window carries two sets of rows:
+Windows are ``size`` long and close every ``step``, on boundaries aligned to the epoch. A window
+closes once the watermark passes its end by ``lateness``. Events come from several sources (the
+partitions of the topics), and the windows keep the newest event time of each. While every
+source is read to its end, the watermark is the newest prediction's event time. While some
+sources still have unread messages (the caller says which: a consumer catching up after a
+restart reads one partition's backlog before another's), the watermark is the oldest of their
+newest event times, and it does not move while one of them has given nothing yet: a window never
+closes before the backlog that holds its rows is read. A closed window carries two sets of rows:
 
 - the drift rows: champion predictions whose event time falls in the window;
 - the quality rows: champion predictions of the window that ended ``label_wait`` earlier,
@@ -15,6 +20,7 @@ This module is pure: no I/O, no clock, so unit tests drive it with hand-made eve
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -105,14 +111,23 @@ class Windows:
         self._predictions: dict[UUID, Scored] = {}
         self._labels: dict[UUID, Label] = {}
         self._other_arms: list[datetime] = []
+        self._newest: datetime | None = None
+        # The newest event time read from each source (a topic's partition).
+        self._sources: dict[Hashable, datetime] = {}
         self.watermark: datetime | None = None
         self._next_end: datetime | None = None
         self.skipped = 0
 
-    def add_prediction(self, p: Prediction) -> None:
+    def _seen(self, source: Hashable, at: datetime) -> None:
+        newest = self._sources.get(source)
+        if newest is None or at > newest:
+            self._sources[source] = at
+
+    def add_prediction(self, p: Prediction, source: Hashable = "predictions") -> None:
         """Keep a champion prediction (redeliveries replace themselves); count the others."""
-        if self.watermark is None or p.event_time > self.watermark:
-            self.watermark = p.event_time
+        self._seen(source, p.event_time)
+        if self._newest is None or p.event_time > self._newest:
+            self._newest = p.event_time
         if self._next_end is None:
             self._next_end = align_up(p.event_time + self.spec.size, self.spec.step)
         if p.arm == "champion":
@@ -120,12 +135,28 @@ class Windows:
         else:
             self._other_arms.append(p.event_time)
 
-    def add_label(self, label: Label) -> None:
+    def add_label(self, label: Label, source: Hashable = "labels") -> None:
         """Keep a label until its prediction's windows are done."""
+        self._seen(source, label.event_time)
         self._labels[label.transaction_id] = label
 
-    def advance(self) -> list[Window]:
-        """Close every window the watermark has passed; drop rows no window needs any more."""
+    def _watermark(self, unread: Collection[Hashable]) -> datetime | None:
+        """The newest prediction's time, held back by the sources with a backlog; never back."""
+        if self._newest is None:
+            return None
+        if any(source not in self._sources for source in unread):
+            return self.watermark  # a source with a backlog has given nothing yet: hold
+        candidate = min([self._newest, *(self._sources[source] for source in unread)])
+        if self.watermark is not None and candidate < self.watermark:
+            return self.watermark
+        return candidate
+
+    def advance(self, unread: Collection[Hashable] = ()) -> list[Window]:
+        """Close every window the watermark has passed; drop rows no window needs any more.
+
+        ``unread``: the sources that still have messages to read, which hold the watermark.
+        """
+        self.watermark = self._watermark(unread)
         if self.watermark is None or self._next_end is None:
             return []
         closable = self.watermark - self.spec.lateness

@@ -47,8 +47,12 @@ class Jobs(Protocol):
     def train(self) -> dict[str, Any]:
         """Train and register a challenger; its report (with ``version``)."""
 
-    def promote(self, version: str) -> dict[str, Any]:
-        """Judge ``version`` against the champion; the decision (with ``promoted``)."""
+    def promote(self, version: str, *, champion_degraded: bool = False) -> dict[str, Any]:
+        """Judge ``version`` against the champion; the decision (with ``promoted``).
+
+        ``champion_degraded``: an alert asked for the run, so the challenger needs only not to
+        be shown worse (pipelines/promote/policy.py).
+        """
 
     def start(self) -> object:
         """Get ready for the first job (start what is kept warm)."""
@@ -109,9 +113,10 @@ class SubprocessJobs:
             raise JobFailed("the training job registered no model version")
         return report
 
-    def promote(self, version: str) -> dict[str, Any]:
+    def promote(self, version: str, *, champion_degraded: bool = False) -> dict[str, Any]:
         """Run the promotion policy on ``version``."""
-        return self._run("pipelines.promote", ["--version", version])
+        args = ["--version", version] + (["--champion-degraded"] if champion_degraded else [])
+        return self._run("pipelines.promote", args)
 
     def _run(self, module: str, args: Sequence[str]) -> dict[str, Any]:
         request = json.dumps({"module": module, "args": list(args)}) + "\n"

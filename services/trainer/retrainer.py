@@ -162,7 +162,8 @@ class Retrainer:
             trained = self._jobs.train()
             version = str(trained["version"])
             record = self._update(record, version=version, train=trained)
-            promotion = self._jobs.promote(version)
+            # An alert is live evidence that the champion is failing (docs/monitoring.md).
+            promotion = self._jobs.promote(version, champion_degraded=record.trigger == "alert")
         except Exception as exc:  # any failure of a job, whatever its type, is a failed attempt
             return self._failed(record, f"{type(exc).__name__}: {exc}")
         promoted = bool(promotion.get("promoted"))

@@ -20,7 +20,7 @@ class RetrainOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     window: Duration = Field(
-        default=timedelta(days=2),
+        default=timedelta(days=4),
         description="Training window, ending at the newest transaction in the feature store "
         "(simulated time): recent enough to hold the drifted data, long enough to hold frauds "
         "enough to learn from (docs/monitoring.md, 'The retraining window').",

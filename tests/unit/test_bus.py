@@ -412,3 +412,44 @@ def test_run_calls_the_periodic_task_on_its_own_thread() -> None:
     assert not runner.is_alive()
     assert seen == [(consumer, "consumer")]
     assert fake.committed == {TopicPartition("transactions", 0): 1}
+
+
+class PartlyRead:
+    """What kafka-python knows after fetches: each partition's end and position, if fetched."""
+
+    def __init__(
+        self, ends: dict[TopicPartition, int | None], positions: dict[TopicPartition, int]
+    ) -> None:
+        self.ends, self.positions = ends, positions
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.ends)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.ends[tp]
+
+    def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int:
+        assert self.ends[tp] is not None, "no position asked of a partition never fetched"
+        return self.positions[tp]
+
+
+def test_unread_names_the_partitions_behind_their_end_or_not_fetched_yet() -> None:
+    read, behind, unfetched, other = (
+        TopicPartition("predictions", 0),
+        TopicPartition("predictions", 1),
+        TopicPartition("predictions", 2),
+        TopicPartition("model-events", 0),
+    )
+    client = PartlyRead(
+        {read: 10, behind: 10, unfetched: None, other: 5}, {read: 10, behind: 4, other: 0}
+    )
+    consumer = Consumer(
+        KafkaSettings(),
+        group_id="g",
+        topics={"predictions": Transaction, "model-events": Transaction},
+        handler=lambda batch: None,
+        dead_letters=Producer(KafkaSettings(), client=FakeProducer()),
+        client=client,
+    )
+    assert consumer.unread({"predictions"}) == {behind, unfetched}
+    assert consumer.unread({"predictions", "model-events"}) == {behind, unfetched, other}

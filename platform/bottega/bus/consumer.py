@@ -7,7 +7,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -132,6 +132,23 @@ class Consumer:
             return {}
         ends = self._consumer.end_offsets(assigned)
         return {tp: max(0, ends[tp] - self._consumer.position(tp)) for tp in assigned}
+
+    def unread(self, topics: Collection[str]) -> set[TopicPartition]:
+        """The partitions of ``topics`` this member holds and has not read to their end.
+
+        As far as the last fetch knows, so it sends no request: a partition whose end the
+        consumer has not learned yet (no fetch answered since it was assigned) counts as unread.
+        """
+        unread: set[TopicPartition] = set()
+        for tp in self._consumer.assignment():
+            if tp.topic not in topics:
+                continue
+            end = self._consumer.highwater(tp)
+            # A fetch answered for this partition, so its position is known: no request.
+            position = None if end is None else self._consumer.position(tp, timeout_ms=0)
+            if end is None or position is None or position < end:
+                unread.add(tp)
+        return unread
 
     def poll_once(self, timeout_ms: int = 1000) -> PollResult:
         """Read one batch, hand it to the handler, and commit it if the handler succeeds."""

@@ -25,7 +25,7 @@ from bottega.registry import (
 )
 from bottega.usecases.fraud.metrics import evaluate
 from pipelines.promote import job
-from pipelines.promote.policy import PromotionPolicy, decide
+from pipelines.promote.policy import Interval, Intervals, PromotionPolicy, decide, paired_bootstrap
 
 NAME = "fraud-detector"
 POLICY = PromotionPolicy(pr_auc_margin=0.01, log_loss_tolerance=0.05, min_lift=2.0)
@@ -96,7 +96,13 @@ HOLDOUT_TAGS = {
 }
 RNG = np.random.default_rng(1)
 ORACLE = np.where(RNG.random(4000) < 0.05, RNG.uniform(0.3, 0.9, 4000), RNG.uniform(0, 0.01, 4000))
-HOLDOUT = pd.DataFrame({"is_fraud": RNG.random(4000) < ORACLE, "oracle": ORACLE})
+HOLDOUT = pd.DataFrame(
+    {
+        "event_time": pd.date_range("2025-03-10", periods=4000, freq="20s", tz="UTC"),
+        "is_fraud": RNG.random(4000) < ORACLE,
+        "oracle": ORACLE,
+    }
+)
 # Version "1" scores with the oracle, "2" with noise, "3" with a slightly noisy oracle.
 SCORES = {
     "1": ORACLE,
@@ -212,3 +218,101 @@ def test_the_holdout_logged_with_the_run_is_used_and_the_store_is_not_read(
 
 def test_timestamps_in_tags_parse() -> None:
     assert datetime.fromisoformat(HOLDOUT_TAGS[TAG_HOLDOUT_START]).tzinfo == UTC
+
+
+def test_the_comparison_leaves_out_the_rows_the_champion_was_fitted_on(
+    registry: FakeRegistry,
+) -> None:
+    # The challenger's holdout spans the day before the champion's window ended and the day
+    # after. On the day before, the champion scores as well as the oracle (it was fitted on
+    # those rows); after, it is noise. The challenger is close to the oracle on both days.
+    times = pd.date_range("2025-03-10", periods=8000, freq="20s", tz="UTC")
+    oracle = np.concatenate([ORACLE, ORACLE])
+    frame = pd.DataFrame(
+        {
+            "event_time": times,
+            "is_fraud": np.concatenate([HOLDOUT["is_fraud"], HOLDOUT["is_fraud"]]),
+            "s1": np.concatenate([ORACLE, SCORES["2"]]),
+            "s3": np.clip(oracle + RNG.normal(0, 0.05, 8000), 0, 1),
+        }
+    )
+    end = times[4000]  # the champion's window ended where the second day starts
+    registry.set_tags(NAME, "1", {TAG_HOLDOUT_END: end.isoformat()})
+    registry.set_alias(NAME, CHAMPION, "1")
+
+    def decide_on(policy: PromotionPolicy) -> job.PromotionReport:
+        return job.promote(
+            registry,
+            fs=None,  # type: ignore[arg-type]
+            name=NAME,
+            version="3",
+            policy=policy,
+            scorer=lambda v, rows: rows[f"s{v.version}"].to_numpy(),
+            logged=lambda v: frame,
+        )
+
+    report = decide_on(POLICY)
+    assert report.promoted, report.reason
+    assert report.numbers["compared_rows"] == 4000
+    assert "after the champion's training window" in report.reason
+
+    # Too few frauds after the champion's window: all rows, which flatter the champion.
+    registry.set_alias(NAME, CHAMPION, "1")
+    whole = decide_on(POLICY.model_copy(update={"min_unseen_frauds": 10_000}))
+    assert whole.numbers["compared_rows"] == 8000
+    assert "fitted on some of these rows" in whole.reason
+    assert whole.numbers["champion_pr_auc"] > report.numbers["champion_pr_auc"]
+
+
+def test_a_degraded_champion_is_replaced_unless_the_challenger_is_shown_worse() -> None:
+    challenger = {"pr_auc": 0.198, "log_loss": 0.025}
+    champion = {"pr_auc": 0.207, "log_loss": 0.024}
+    # Healthy champion: a gain of -0.009 is refused.
+    assert not decide(challenger, champion, 0.005, POLICY).promote
+    # Degraded: the interval holds zero, so the challenger is not shown worse.
+    unclear = Intervals(Interval(-0.04, 0.02), Interval(-0.03, 0.06))
+    taken = decide(challenger, champion, 0.005, POLICY, degraded=unclear)
+    assert taken.promote and "not shown worse" in taken.reason
+    assert taken.numbers["pr_auc_gain_low"] == -0.04
+    # Shown worse in PR-AUC, or in log loss beyond the tolerance: refused all the same.
+    worse = Intervals(Interval(-0.06, -0.01), Interval(-0.03, 0.06))
+    assert not decide(challenger, champion, 0.005, POLICY, degraded=worse).promote
+    looser = Intervals(Interval(-0.04, 0.02), Interval(0.06, 0.2))
+    refused = decide(challenger, champion, 0.005, POLICY, degraded=looser)
+    assert not refused.promote and "log loss" in refused.reason
+    # Validity still comes first.
+    chance = {"pr_auc": 0.006, "log_loss": 0.03}
+    assert not decide(chance, champion, 0.005, POLICY, degraded=unclear).promote
+
+
+def test_the_paired_bootstrap_separates_a_clear_gap_and_straddles_none() -> None:
+    y = HOLDOUT["is_fraud"].to_numpy().astype(np.int64)
+    clear = paired_bootstrap(y, SCORES["1"], SCORES["2"], resamples=100, confidence=0.95)
+    assert clear.pr_auc_gain.low > 0 and clear.log_loss_change.high < 0
+    same = paired_bootstrap(y, SCORES["1"], SCORES["1"], resamples=100, confidence=0.95)
+    assert same.pr_auc_gain == Interval(0.0, 0.0)
+    close = paired_bootstrap(y, SCORES["3"], SCORES["1"], resamples=100, confidence=0.95)
+    assert close.pr_auc_gain.low < 0 < close.pr_auc_gain.high
+
+
+def test_a_degraded_champion_still_keeps_its_place_against_a_worse_challenger(
+    registry: FakeRegistry,
+) -> None:
+    registry.set_alias(NAME, CHAMPION, "1")
+
+    def judge(version: str) -> job.PromotionReport:
+        return job.promote(
+            registry,
+            fs=None,  # type: ignore[arg-type]
+            name=NAME,
+            version=version,
+            policy=POLICY,
+            scorer=lambda v, frame: SCORES[v.version],
+            logged=lambda v: None,
+            champion_degraded=True,
+        )
+
+    worse = judge("2")  # noise against the oracle
+    assert not worse.promoted and worse.numbers["pr_auc_gain_high"] < 0
+    close = judge("3")  # the oracle with a little noise: not shown worse
+    assert close.promoted and "not shown worse" in close.reason

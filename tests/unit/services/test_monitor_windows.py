@@ -169,3 +169,66 @@ def test_old_rows_are_pruned() -> None:
 def test_align_up() -> None:
     assert align_up(T0 + timedelta(minutes=1), timedelta(minutes=30)) == T0 + timedelta(minutes=30)
     assert align_up(T0, timedelta(minutes=30)) == T0
+
+
+def catch_up(windows: Windows, backlog: dict[int, list[Prediction]]) -> list[Window]:
+    """Read each partition's backlog whole, one after another, as a restarted consumer may."""
+    closed: list[Window] = []
+    left = set(backlog)
+    for partition, rows in backlog.items():
+        for p in rows:
+            windows.add_prediction(p, partition)
+        left.discard(partition)
+        closed += windows.advance(unread=left)
+    return closed
+
+
+def backlog_of_two_partitions() -> dict[int, list[Prediction]]:
+    minutes = range(0, 240, 2)
+    return {
+        0: [prediction(T0 + timedelta(minutes=m)) for m in minutes],
+        1: [prediction(T0 + timedelta(minutes=m + 1)) for m in minutes],
+    }
+
+
+def test_a_backlog_read_one_partition_after_another_closes_no_window_early() -> None:
+    backlog = backlog_of_two_partitions()
+    closed = catch_up(Windows(SPEC), backlog)
+    assert closed, "the windows close once both backlogs are read"
+    every = [p for rows in backlog.values() for p in rows]
+    for w in closed:
+        expected = {p.transaction_id for p in every if w.start <= p.event_time < w.end}
+        assert {s.transaction_id for s in w.predictions} == expected
+
+
+def test_without_the_unread_partitions_the_first_backlog_closes_windows_short() -> None:
+    # The failure the unread partitions prevent: partition 0's newer events close the windows
+    # whose rows still wait in partition 1.
+    windows = Windows(SPEC)
+    backlog = backlog_of_two_partitions()
+    for p in backlog[0]:
+        windows.add_prediction(p, 0)
+    early = windows.advance()
+    assert early and all(len(w.predictions) == 30 for w in early)  # half of each window's 60
+
+
+def test_a_partition_with_a_backlog_that_gave_nothing_yet_holds_the_watermark() -> None:
+    windows = Windows(SPEC)
+    windows.add_prediction(prediction(T0), 0)
+    windows.add_prediction(prediction(T0 + timedelta(hours=5)), 0)
+    assert windows.advance(unread={1}) == []
+    assert windows.watermark is None
+    windows.add_prediction(prediction(T0 + timedelta(minutes=50)), 1)
+    assert windows.advance(unread={1}) == []  # 00:50 is not past the first window's end
+    assert windows.watermark == T0 + timedelta(minutes=50)
+    assert windows.advance(unread=()) != []  # read to the end: the newest event rules
+    assert windows.watermark == T0 + timedelta(hours=5)
+
+
+def test_the_watermark_never_moves_back() -> None:
+    windows = Windows(SPEC)
+    windows.add_prediction(prediction(T0 + timedelta(hours=3)), 0)
+    windows.advance()
+    windows.add_prediction(prediction(T0 + timedelta(hours=1)), 1)
+    windows.advance(unread={1})
+    assert windows.watermark == T0 + timedelta(hours=3)

@@ -31,6 +31,7 @@ class FakeJobs:
         self.promoted = promoted
         self.trained = 0
         self.promoted_versions: list[str] = []
+        self.degraded: list[bool] = []
         self.gate: threading.Event | None = None
 
     def train(self) -> dict[str, Any]:
@@ -41,8 +42,9 @@ class FakeJobs:
             raise JobFailed("the window holds no labelled transactions")
         return {"version": str(self.trained), "run_id": f"run{self.trained}"}
 
-    def promote(self, version: str) -> dict[str, Any]:
+    def promote(self, version: str, *, champion_degraded: bool = False) -> dict[str, Any]:
         self.promoted_versions.append(version)
+        self.degraded.append(champion_degraded)
         return {"promoted": self.promoted, "reason": "better", "version": version}
 
     def start(self) -> FakeJobs:
@@ -80,6 +82,7 @@ def test_a_run_trains_then_promotes_and_is_recorded(tmp_path: Path) -> None:
     done = retrainer.step()
     assert done is not None and done.status == "succeeded" and done.decision == "promoted"
     assert jobs.promoted_versions == ["1"]
+    assert jobs.degraded == [True]  # an alert: the champion is judged degraded
     assert history.all()[0].alerts == ["FeatureDriftDetected"]
     assert value(registry, "bottega_trainer_runs_total", outcome="promoted") == 1
     assert value(registry, "bottega_trainer_promotions_total") == 1
@@ -195,3 +198,11 @@ def test_the_worker_thread_runs_an_accepted_request(tmp_path: Path) -> None:
         assert jobs.trained == 1
     finally:
         retrainer.stop()
+
+
+def test_a_manual_run_judges_the_champion_healthy(tmp_path: Path) -> None:
+    jobs, clock = FakeJobs(["ok"]), Clock()
+    retrainer, _, _ = make(tmp_path, jobs, clock)
+    assert retrainer.submit("manual", []).outcome is Outcome.ACCEPTED
+    retrainer.step()
+    assert jobs.degraded == [False]

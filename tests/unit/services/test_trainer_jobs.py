@@ -147,6 +147,8 @@ def test_a_dead_warm_worker_is_passed_over_and_without_warm_workers_a_job_starts
     cold.start()
     assert cold._spares == []
     assert cold.promote("3")["request"]["args"] == ["--version", "3"]
+    degraded = cold.promote("4", champion_degraded=True)["request"]["args"]
+    assert degraded == ["--version", "4", "--champion-degraded"]
     assert cold._spares == []
 
 
