@@ -89,7 +89,9 @@ def study(
     policy = PromotionPolicy()
     tags = {TAG_HOLDOUT_END: champion_end.isoformat()}
     tagged = ModelVersion(MODEL_NAMES["fraud"], "champion", "", tags=tags)
-    compared, _ = unseen_by(tagged, split.holdout, policy.min_unseen_frauds)
+    # The champion of the study is split by time (the bootstrap's), so its window decides.
+    challenger = ModelVersion(MODEL_NAMES["fraud"], "challenger", "")
+    compared, _ = unseen_by(tagged, challenger, split.holdout, policy.min_unseen_frauds)
     out: dict[str, Any] = {
         "window_days": days,
         "end": end.isoformat(),
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ends", nargs="+", required=True, help="moments (ISO 8601, with zone)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("bench/results/retrain_window.jsonl"))
+    parser.add_argument("--append", action="store_true", help="add to --out, not replace it")
     args = parser.parse_args(argv)
     configure_logging()
     settings = BottegaSettings(home=args.home)
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ends = [datetime.fromisoformat(t) for t in args.ends]
     days = [float(d) for d in args.windows.split(",")]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("a") as sink:
+    with args.out.open("a" if args.append else "w") as sink:
         for end, length in itertools.product(ends, days):
             row = study(fs, champion, champion_end, length, end, args.seed)
             log.info("studied", extra=row)

@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--champion-degraded",
         action="store_true",
-        help="an alert on live traffic asked for this challenger: promote it unless the holdout "
-        "shows it worse (the trainer passes this for alert-triggered runs)",
+        help="a quality alert on live traffic asked for this challenger: promote it unless the "
+        "holdout shows it worse (the trainer passes this for ModelQualityDegraded)",
     )
     args = parser.parse_args(argv)
     try:

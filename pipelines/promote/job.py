@@ -103,29 +103,59 @@ def holdout_of(fs: FraudFeatureStore, version: ModelVersion) -> pd.DataFrame:
             "it was not registered by the training pipeline"
         ) from None
     rows = load_window(fs, start, end, as_of)
-    cards = version.tags.get(TAG_HOLDOUT_CARDS)
-    if cards:
-        low, high = (float(x) for x in cards.split(":"))
-        rows = in_buckets(rows, low, high)
+    cards = _cards(version)
+    if cards is not None:
+        rows = in_buckets(rows, *cards)
     return rows
 
 
+def _cards(version: ModelVersion) -> tuple[float, float] | None:
+    """The bucket range of a version's held-out cards, if it was split by card."""
+    cards = version.tags.get(TAG_HOLDOUT_CARDS)
+    if not cards:
+        return None
+    try:
+        low, high = (float(x) for x in cards.split(":"))
+    except ValueError:
+        raise RegistryError(
+            f"{version.name} v{version.version}: malformed {TAG_HOLDOUT_CARDS} tag {cards!r}"
+        ) from None
+    return low, high
+
+
 def unseen_by(
-    champion: ModelVersion | None, holdout: pd.DataFrame, min_frauds: int
+    champion: ModelVersion | None,
+    challenger: ModelVersion,
+    holdout: pd.DataFrame,
+    min_frauds: int,
 ) -> tuple[pd.DataFrame, str]:
     """The holdout rows to compare on, and which they are.
 
-    The challenger never saw its holdout, but its window may reach back into the champion's:
-    the champion was fitted on those older rows, which flatters it. So both are compared on the
-    rows newer than the end of the champion's training window (its ``holdout_end`` tag), where
-    those hold ``min_frauds`` frauds and some legitimate rows; else on the whole holdout, which
-    errs towards keeping the champion.
+    The challenger never saw its holdout, but its window may reach back into the champion's,
+    and a champion split by time was fitted on those older rows, which flatters it. So both are
+    compared on the rows newer than the end of the champion's training window (its
+    ``holdout_end`` tag), where those hold ``min_frauds`` frauds and some legitimate rows; else
+    on the whole holdout, which errs towards keeping the champion. A champion that held out the
+    same cards (split by card, as every retraining is) never saw any of these rows: all count.
     """
-    end = champion.tags.get(TAG_HOLDOUT_END) if champion is not None else None
+    if champion is None:
+        return holdout, f"on all {len(holdout)} holdout rows"
+    theirs, ours = _cards(champion), _cards(challenger)
+    if theirs is not None and ours is not None and theirs[0] <= ours[0] and ours[1] <= theirs[1]:
+        return holdout, (
+            f"on all {len(holdout)} holdout rows: the champion held out the same cards"
+        )
+    end = champion.tags.get(TAG_HOLDOUT_END)
     if end is None:
         return holdout, f"on all {len(holdout)} holdout rows"
+    try:
+        cutoff = pd.to_datetime(end, utc=True)
+    except (ValueError, TypeError):
+        raise RegistryError(
+            f"{champion.name} v{champion.version}: malformed {TAG_HOLDOUT_END} tag {end!r}"
+        ) from None
     times = pd.to_datetime(holdout["event_time"], utc=True)
-    newer = holdout[(times >= pd.Timestamp(datetime.fromisoformat(end))).to_numpy()]
+    newer = holdout[(times >= cutoff).to_numpy()]
     frauds = int(newer["is_fraud"].sum())
     if frauds >= min_frauds and frauds < len(newer):
         return newer.reset_index(drop=True), (
@@ -152,8 +182,8 @@ def promote(
 ) -> PromotionReport:
     """Decide on ``version`` (default: the ``challenger`` alias, else the newest version).
 
-    ``champion_degraded``: an alert on live traffic asked for this challenger; the policy then
-    promotes it unless the holdout shows it worse (``decide``'s degraded rule).
+    ``champion_degraded``: a quality alert on live traffic asked for this challenger; the policy
+    then promotes it unless the holdout shows it worse (``decide``'s degraded rule).
     """
     policy = policy or PromotionPolicy()
     challenger = _challenger(registry, name, version)
@@ -165,7 +195,7 @@ def promote(
     if holdout is None:
         log.info("no logged holdout: rebuilding it", extra={"version": challenger.version})
         holdout = holdout_of(fs, challenger)
-    compared, why = unseen_by(champion, holdout, policy.min_unseen_frauds)
+    compared, why = unseen_by(champion, challenger, holdout, policy.min_unseen_frauds)
     y = compared["is_fraud"].astype(np.int64).to_numpy()
     challenger_scores = scorer(challenger, compared)
     theirs = evaluate(y, challenger_scores)

@@ -6,11 +6,11 @@ by more than ``log_loss_tolerance`` (relative). With no champion, the first *val
 becomes champion: valid means it ranks frauds clearly better than chance (PR-AUC at least
 ``min_lift`` times the holdout's fraud rate, the PR-AUC of a random score).
 
-When the champion is known to be degraded (an alert on live traffic asked for the retraining),
-the burden of proof turns round: the challenger, trained on the newer data, replaces it unless
-the holdout shows it is worse, that is unless the paired bootstrap interval (``confidence``) of
-the PR-AUC gain lies wholly below zero, or that of the log loss change wholly above
-``log_loss_tolerance``. A holdout of a few dozen frauds cannot show a gain of a few hundredths,
+When the champion is known to be degraded (a quality alert on labelled live traffic asked for
+the retraining), the burden of proof turns round: the challenger, trained on the newer data,
+replaces it unless the holdout shows it is worse, that is unless the paired bootstrap interval
+(``confidence``) of the PR-AUC gain lies wholly below zero, or that of the log loss change
+wholly above ``log_loss_tolerance``. A holdout of a few dozen frauds cannot show a gain of a few hundredths,
 while the alert has already shown the champion failing.
 """
 

@@ -131,8 +131,10 @@ def card_split(frame: pd.DataFrame, val_fraction: float, holdout_fraction: float
     After drift the newest hours may not show the new regime at all (a fraud ring that works
     only at night, a retraining that starts in the morning), so a holdout of the newest rows
     cannot tell a model that learnt the regime from one that did not. Holding out whole cards
-    over the whole window can, and no card is in two parts. A model that was trained before the
-    window saw none of these rows either, so both are judged on the same unseen rows.
+    over the whole window can, and no card is in two parts. The buckets are fixed, so an earlier
+    model split by card never saw these cards either; one split by time may have been fitted on
+    the older of these rows, and the promotion compares on the newer ones then
+    (``pipelines.promote.job.unseen_by``).
     """
     low = 1.0 - holdout_fraction - val_fraction
     high = 1.0 - holdout_fraction

@@ -50,8 +50,8 @@ class Jobs(Protocol):
     def promote(self, version: str, *, champion_degraded: bool = False) -> dict[str, Any]:
         """Judge ``version`` against the champion; the decision (with ``promoted``).
 
-        ``champion_degraded``: an alert asked for the run, so the challenger needs only not to
-        be shown worse (pipelines/promote/policy.py).
+        ``champion_degraded``: a quality alert asked for the run, so the challenger needs only
+        not to be shown worse (pipelines/promote/policy.py).
         """
 
     def start(self) -> object:

@@ -25,6 +25,10 @@ from services.trainer.metrics import TrainerMetrics
 
 log = logging.getLogger(__name__)
 
+# The alert that shows the champion failing on live labels: a run it starts judges the champion
+# degraded (pipelines/promote/policy.py).
+QUALITY_ALERT = "ModelQualityDegraded"
+
 Clock = Callable[[], float]
 
 
@@ -162,8 +166,10 @@ class Retrainer:
             trained = self._jobs.train()
             version = str(trained["version"])
             record = self._update(record, version=version, train=trained)
-            # An alert is live evidence that the champion is failing (docs/monitoring.md).
-            promotion = self._jobs.promote(version, champion_degraded=record.trigger == "alert")
+            # Only a quality alert is live evidence that the champion is failing; drift alone
+            # says the inputs moved, not that its answers turned wrong (docs/monitoring.md).
+            degraded = record.trigger == "alert" and QUALITY_ALERT in record.alerts
+            promotion = self._jobs.promote(version, champion_degraded=degraded)
         except Exception as exc:  # any failure of a job, whatever its type, is a failed attempt
             return self._failed(record, f"{type(exc).__name__}: {exc}")
         promoted = bool(promotion.get("promoted"))

@@ -136,15 +136,17 @@ class Consumer:
     def unread(self, topics: Collection[str]) -> set[TopicPartition]:
         """The partitions of ``topics`` this member holds and has not read to their end.
 
-        As far as the last fetch knows, so it sends no request: a partition whose end the
-        consumer has not learned yet (no fetch answered since it was assigned) counts as unread.
+        As far as the last fetch knows, so it never waits on the network: a partition whose end
+        the consumer has not learned yet (no fetch answered since it was assigned) counts as
+        unread.
         """
         unread: set[TopicPartition] = set()
         for tp in self._consumer.assignment():
             if tp.topic not in topics:
                 continue
             end = self._consumer.highwater(tp)
-            # A fetch answered for this partition, so its position is known: no request.
+            # A fetch answered for this partition, so its position is known; with no time to
+            # wait, position() returns it at once (None if a reset is pending: unread).
             position = None if end is None else self._consumer.position(tp, timeout_ms=0)
             if end is None or position is None or position < end:
                 unread.add(tp)

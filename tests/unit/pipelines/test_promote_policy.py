@@ -14,6 +14,7 @@ from bottega.registry import (
     CHALLENGER,
     CHAMPION,
     TAG_DECISION,
+    TAG_HOLDOUT_CARDS,
     TAG_HOLDOUT_END,
     TAG_HOLDOUT_START,
     TAG_LABELS_AS_OF,
@@ -316,3 +317,19 @@ def test_a_degraded_champion_still_keeps_its_place_against_a_worse_challenger(
     assert not worse.promoted and worse.numbers["pr_auc_gain_high"] < 0
     close = judge("3")  # the oracle with a little noise: not shown worse
     assert close.promoted and "not shown worse" in close.reason
+
+
+def test_a_champion_that_held_out_the_same_cards_is_compared_on_every_row() -> None:
+    frame = HOLDOUT.assign(event_time=pd.date_range("2025-03-10", periods=4000, freq="20s"))
+    cards = {TAG_HOLDOUT_CARDS: "0.85:1.0"}
+    end = {TAG_HOLDOUT_END: "2025-03-10T12:00:00"}  # no zone: read as UTC
+    split_by_card = ModelVersion(NAME, "1", "run1", tags={**cards, **end})
+    split_by_time = ModelVersion(NAME, "1", "run1", tags=dict(end))
+    challenger = ModelVersion(NAME, "2", "run2", tags=dict(cards))
+    rows, why = job.unseen_by(split_by_card, challenger, frame, min_frauds=1)
+    assert len(rows) == 4000 and "same cards" in why
+    rows, why = job.unseen_by(split_by_time, challenger, frame, min_frauds=1)
+    assert 0 < len(rows) < 4000 and "after the champion's training window" in why
+    broken = ModelVersion(NAME, "1", "run1", tags={TAG_HOLDOUT_END: "yesterday"})
+    with pytest.raises(RegistryError, match="malformed"):
+        job.unseen_by(broken, challenger, frame, min_frauds=1)

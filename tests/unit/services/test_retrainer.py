@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from services.trainer.history import RunHistory, RunRecord
 from services.trainer.jobs import JobFailed
 from services.trainer.metrics import TrainerMetrics
-from services.trainer.retrainer import Outcome, Retrainer, RetrainPolicy
+from services.trainer.retrainer import QUALITY_ALERT, Outcome, Retrainer, RetrainPolicy
 
 
 class Clock:
@@ -82,7 +83,7 @@ def test_a_run_trains_then_promotes_and_is_recorded(tmp_path: Path) -> None:
     done = retrainer.step()
     assert done is not None and done.status == "succeeded" and done.decision == "promoted"
     assert jobs.promoted_versions == ["1"]
-    assert jobs.degraded == [True]  # an alert: the champion is judged degraded
+    assert jobs.degraded == [False]  # drift alone: the champion is not shown failing
     assert history.all()[0].alerts == ["FeatureDriftDetected"]
     assert value(registry, "bottega_trainer_runs_total", outcome="promoted") == 1
     assert value(registry, "bottega_trainer_promotions_total") == 1
@@ -200,9 +201,24 @@ def test_the_worker_thread_runs_an_accepted_request(tmp_path: Path) -> None:
         retrainer.stop()
 
 
-def test_a_manual_run_judges_the_champion_healthy(tmp_path: Path) -> None:
-    jobs, clock = FakeJobs(["ok"]), Clock()
-    retrainer, _, _ = make(tmp_path, jobs, clock)
+def test_only_a_quality_alert_judges_the_champion_degraded(tmp_path: Path) -> None:
+    jobs, clock = FakeJobs(["ok", "ok"]), Clock()
+    retrainer, _, _ = make(tmp_path, jobs, clock, cooldown_s=0.0)
+    assert retrainer.submit("alert", ["FeatureDriftDetected", QUALITY_ALERT]).outcome is (
+        Outcome.ACCEPTED
+    )
+    retrainer.step()
     assert retrainer.submit("manual", []).outcome is Outcome.ACCEPTED
     retrainer.step()
-    assert jobs.degraded == [False]
+    assert jobs.degraded == [True, False]
+
+
+def test_the_quality_alert_is_a_rule_that_asks_for_retraining() -> None:
+    rules = [
+        rule
+        for path in (Path(__file__).parents[3] / "monitoring" / "rules").glob("*.yml")
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+    (quality,) = [r for r in rules if r.get("alert") == QUALITY_ALERT]
+    assert quality["labels"]["retrain"] == "true"
