@@ -10,8 +10,8 @@ When the champion is known to be degraded (a quality alert on labelled live traf
 the retraining), the burden of proof turns round: the challenger, trained on the newer data,
 replaces it unless the holdout shows it is worse, that is unless the paired bootstrap interval
 (``confidence``) of the PR-AUC gain lies wholly below zero, or that of the log loss change
-wholly above ``log_loss_tolerance``. A holdout of a few dozen frauds cannot show a gain of a few hundredths,
-while the alert has already shown the champion failing.
+wholly above ``log_loss_tolerance``. A holdout of a few dozen frauds cannot show a gain of a
+few hundredths, while the alert has already shown the champion failing.
 """
 
 from __future__ import annotations
