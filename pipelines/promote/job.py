@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -211,11 +211,15 @@ def promote(
                 resamples=policy.resamples,
                 confidence=policy.confidence,
             )
-    decision = decide(theirs, ours, float(y.mean()), policy, degraded=intervals)
-    decision = Decision(
-        decision.promote,
-        f"{decision.reason} ({why})",
-        {**decision.numbers, "compared_rows": float(len(y)), "compared_frauds": float(y.sum())},
+    decided = decide(theirs, ours, float(y.mean()), policy, degraded=intervals)
+    decision = replace(
+        decided,
+        reason=f"{decided.reason} ({why})",
+        numbers={
+            **decided.numbers,
+            "compared_rows": float(len(y)),
+            "compared_frauds": float(y.sum()),
+        },
     )
     log.info(
         "promotion decision",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, log_loss
 
 
 class PromotionPolicy(BaseModel):
@@ -62,11 +62,6 @@ class Intervals:
     log_loss_change: Interval
 
 
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, 1e-7, 1 - 1e-7)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
 def paired_bootstrap(
     y: np.ndarray,
     challenger: np.ndarray,
@@ -93,8 +88,8 @@ def paired_bootstrap(
         )
         yy, a, b = y[rows], challenger[rows], champion[rows]
         gains[i] = average_precision_score(yy, a) - average_precision_score(yy, b)
-        theirs = _log_loss(yy, b)
-        changes[i] = (_log_loss(yy, a) - theirs) / max(theirs, 1e-12)
+        theirs = log_loss(yy, b, labels=[0, 1])
+        changes[i] = (log_loss(yy, a, labels=[0, 1]) - theirs) / max(theirs, 1e-12)
     tail = (1 - confidence) / 2 * 100
     return Intervals(
         Interval(*(float(x) for x in np.percentile(gains, [tail, 100 - tail]))),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -121,23 +122,29 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
 
 
 def run_promote(
-    registry: FakeRegistry, version: str
+    registry: FakeRegistry, version: str, **overrides: Any
 ) -> tuple[job.PromotionReport, list[ModelEvent]]:
+    """``job.promote`` on the fake registry; by default each version scores with ``SCORES`` on
+    the holdout rebuilt by the replaced ``load_window`` (no run logged one)."""
     events: list[ModelEvent] = []
 
     def publish(event: ModelEvent) -> bool:
         events.append(event)
         return True
 
+    options: dict[str, Any] = {
+        "policy": POLICY,
+        "scorer": lambda v, frame: SCORES[v.version],
+        "logged": lambda v: None,
+        **overrides,
+    }
     report = job.promote(
         registry,
         fs=None,  # type: ignore[arg-type]  (load_window is replaced)
         name=NAME,
         version=version,
-        policy=POLICY,
-        scorer=lambda v, frame: SCORES[v.version],
         publish=publish,
-        logged=lambda v: None,  # no run logged a holdout: it is rebuilt (load_window)
+        **options,
     )
     return report, events
 
@@ -242,15 +249,14 @@ def test_the_comparison_leaves_out_the_rows_the_champion_was_fitted_on(
     registry.set_alias(NAME, CHAMPION, "1")
 
     def decide_on(policy: PromotionPolicy) -> job.PromotionReport:
-        return job.promote(
+        report, _ = run_promote(
             registry,
-            fs=None,  # type: ignore[arg-type]
-            name=NAME,
-            version="3",
+            "3",
             policy=policy,
             scorer=lambda v, rows: rows[f"s{v.version}"].to_numpy(),
             logged=lambda v: frame,
         )
+        return report
 
     report = decide_on(POLICY)
     assert report.promoted, report.reason
@@ -302,16 +308,7 @@ def test_a_degraded_champion_still_keeps_its_place_against_a_worse_challenger(
     registry.set_alias(NAME, CHAMPION, "1")
 
     def judge(version: str) -> job.PromotionReport:
-        return job.promote(
-            registry,
-            fs=None,  # type: ignore[arg-type]
-            name=NAME,
-            version=version,
-            policy=POLICY,
-            scorer=lambda v, frame: SCORES[v.version],
-            logged=lambda v: None,
-            champion_degraded=True,
-        )
+        return run_promote(registry, version, champion_degraded=True)[0]
 
     worse = judge("2")  # noise against the oracle
     assert not worse.promoted and worse.numbers["pr_auc_gain_high"] < 0

@@ -50,7 +50,8 @@ def test_a_failing_child_is_a_job_failure_and_its_start_is_logged(
 
 def test_a_job_past_its_timeout_is_killed(tmp_path: Path) -> None:
     fake = tmp_path / "python"
-    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import time; time.sleep(30)'\n")
+    # A job that hangs until it is killed.
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import signal; signal.pause()'\n")
     fake.chmod(0o755)
     jobs = SubprocessJobs(
         {}, cwd=tmp_path, window=timedelta(days=1), timeout_s=0.5, python=str(fake)
