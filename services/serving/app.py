@@ -6,6 +6,12 @@ Every refusal is a JSON :class:`~services.serving.schema.ErrorResponse` naming t
 - a body over ``max_body_bytes``: 413;
 - malformed JSON, a missing or wrong field, a NaN or infinite amount: 422;
 - no champion loaded yet, or the online store down: 503.
+
+The two scoring routes are FastAPI routes for their schema (``/openapi.json``, ``/api``), served
+by :class:`JsonRoute`: pydantic parses and validates the raw body in one call and the answer is
+serialized once. FastAPI's own handler parses the JSON in Python, validates it, validates the
+answer again against the response model and encodes it through ``jsonable_encoder``: a third of
+a request's time at 200 requests a second on this machine (``docs/serving.md``).
 """
 
 from __future__ import annotations
@@ -13,11 +19,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
 
 from bottega.asgi import BodyLimit
 from bottega.errors import BottegaError
@@ -70,6 +80,38 @@ def field_errors(exc: RequestValidationError) -> list[FieldError]:
     return out
 
 
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def json_route(model: type[BaseModel], answer: Callable[[Any], BaseModel | Response]) -> type:
+    """An :class:`~fastapi.routing.APIRoute` whose handler validates the raw body as ``model``
+    and answers with the JSON of ``answer(request)``.
+
+    The route keeps its FastAPI declaration (body, response model, error responses), so the
+    OpenAPI schema is unchanged; only the handler is replaced. An invalid body raises
+    :class:`RequestValidationError` with each location under ``body``, as FastAPI's would, so
+    the app's handler answers the same 422.
+    """
+
+    class JsonRoute(APIRoute):
+        def get_route_handler(self) -> Handler:
+            async def handle(request: Request) -> Response:
+                try:
+                    parsed = model.model_validate_json(await request.body())
+                except ValidationError as exc:
+                    raise RequestValidationError(
+                        [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+                    ) from None
+                result = answer(parsed)
+                if isinstance(result, Response):
+                    return result
+                return Response(result.model_dump_json(), media_type="application/json")
+
+            return handle
+
+    return JsonRoute
+
+
 def build_app(
     predictor: Predictor,
     slots: ModelSlots,
@@ -103,15 +145,13 @@ def build_app(
         body = ErrorResponse(error=str(exc))
         return JSONResponse(body.model_dump(), status_code=exc.http_status)
 
-    # The predict handlers are coroutines on purpose: a call is about a millisecond of CPU
-    # under the GIL, so running it on the event loop beats a hop to the thread pool and back.
-    @app.post("/predict", response_model=PredictResponse, responses=ERRORS)
-    async def predict(txn: PredictRequest) -> PredictResponse:
+    # The scoring handlers run on the event loop: a call is a fraction of a millisecond of CPU
+    # under the GIL, so running it there beats a hop to the thread pool and back.
+    def predict(txn: PredictRequest) -> PredictResponse:
         """Score one transaction, sent as a flat JSON object."""
         return predictor.predict([txn])[0]
 
-    @app.post("/predict_batch", response_model=BatchResponse, responses=ERRORS)
-    async def predict_batch(batch: BatchRequest) -> BatchResponse | JSONResponse:
+    def predict_batch(batch: BatchRequest) -> BatchResponse | JSONResponse:
         """Score several transactions in one lookup and one model call."""
         if len(batch.transactions) > max_batch:
             metrics.requests_rejected.labels("invalid").inc()
@@ -121,6 +161,19 @@ def build_app(
             )
             return JSONResponse(body.model_dump(), status_code=422)
         return BatchResponse(predictions=predictor.predict(batch.transactions))
+
+    for path, endpoint, body, response in (
+        ("/predict", predict, PredictRequest, PredictResponse),
+        ("/predict_batch", predict_batch, BatchRequest, BatchResponse),
+    ):
+        app.router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            response_model=response,
+            responses=ERRORS,
+            route_class_override=json_route(body, endpoint),
+        )
 
     @app.get("/model", response_model=ModelReport)
     def model() -> ModelReport:

@@ -1,7 +1,7 @@
 """Online features: the card's and the merchant's rows, read from Feast in one lookup.
 
-One :class:`OnlineFeatures` per worker process holds one warm ``FeatureStore`` (building one
-costs a registry read; a lookup then costs a fraction of a millisecond per entity). An entity the
+One :class:`OnlineFeatures` per worker process holds one warm ``FeatureStore`` and its online
+store (building one costs a registry read; a lookup then costs about 90 us). An entity the
 store has never seen comes back as None, and the request-time function fills in the documented
 defaults (:data:`~bottega.usecases.fraud.features.request.CARD_DEFAULTS`,
 :data:`~bottega.usecases.fraud.features.request.MERCHANT_DEFAULTS`).
@@ -38,7 +38,16 @@ class FeatureReader(Protocol):
 
 
 class OnlineFeatures:
-    """:class:`FeatureReader` over a Feast store and the fraud feature service."""
+    """:class:`FeatureReader` over a Feast store: one online read per feature view.
+
+    It reads through the store's provider (``Provider.online_read``), the call that
+    ``FeatureStore.get_online_features`` makes for each feature view, with the views resolved
+    from the registry once, at warm-up. ``get_online_features`` resolves the feature
+    references against the registry and builds a columnar response on every call: 250 us a
+    request on this machine, against 90 us for the same two reads (``docs/serving.md``). The
+    values are the same: the same rows, decoded by Feast's own ``feast_value_type_to_python_type``.
+    A view applied anew (``feast apply``) is read once the server restarts.
+    """
 
     def __init__(
         self,
@@ -48,11 +57,9 @@ class OnlineFeatures:
     ) -> None:
         """``card`` and ``merchant`` are (feature view, feature names)."""
         self._store = store
-        self._card = tuple(card[1])
-        self._merchant = tuple(merchant[1])
-        self._refs = [f"{card[0]}:{n}" for n in self._card] + [
-            f"{merchant[0]}:{n}" for n in self._merchant
-        ]
+        self._card = _View(card[0], tuple(card[1]))
+        self._merchant = _View(merchant[0], tuple(merchant[1]))
+        self._provider: Any = None
         # Feast's SQLite store shares one connection between threads: serialize lookups.
         self._lock = threading.Lock()
 
@@ -70,26 +77,65 @@ class OnlineFeatures:
         return reader
 
     def warm(self) -> None:
-        """Load the registry and open the online store before the first request."""
-        self._lookup([{"card_id": "__warmup__", "merchant_id": "__warmup__"}])
+        """Resolve the views, open the online store, and read once before the first request."""
+        from feast.infra.provider import get_provider
 
-    def _lookup(self, rows: list[dict[str, str]]) -> dict[str, list[Any]]:
-        with self._lock:
-            response = self._store.get_online_features(features=self._refs, entity_rows=rows)
-            values: dict[str, list[Any]] = response.to_dict()
-        return values
+        for view in (self._card, self._merchant):
+            view.resolve(self._store)
+        self._provider = get_provider(self._store.config)
+        for view in (self._card, self._merchant):
+            view.read(self._provider, self._store.config, ["__warmup__"])
 
     def read(self, txns: Sequence[Transaction]) -> list[EntityRows]:
-        """The card's and merchant's rows for each transaction, in one lookup."""
-        values = self._lookup([{"card_id": t.card_id, "merchant_id": t.merchant_id} for t in txns])
-        out = []
-        for i in range(len(txns)):
-            card = {name: values[name][i] for name in self._card}
-            merchant = {name: values[name][i] for name in self._merchant}
-            out.append(
-                EntityRows(
-                    card=card if any(v is not None for v in card.values()) else None,
-                    merchant=merchant if any(v is not None for v in merchant.values()) else None,
-                )
+        """The card's and merchant's rows for each transaction: one read per view."""
+        if self._provider is None:
+            self.warm()
+        with self._lock:
+            cards = self._card.read(self._provider, self._store.config, [t.card_id for t in txns])
+            merchants = self._merchant.read(
+                self._provider, self._store.config, [t.merchant_id for t in txns]
             )
+        return [EntityRows(card=c, merchant=m) for c, m in zip(cards, merchants, strict=True)]
+
+
+@dataclass
+class _View:
+    """One feature view's online rows, by its single entity's key."""
+
+    name: str
+    features: tuple[str, ...]
+    view: Any = None
+    join_key: str = ""
+    key_type: Any = None
+
+    def resolve(self, store: Any) -> None:
+        self.view = store.get_feature_view(self.name)
+        if len(self.view.join_keys) != 1:
+            raise ValueError(f"feature view {self.name} has more than one entity")
+        self.join_key = self.view.join_keys[0]
+        self.key_type = self.view.entity_columns[0].dtype.to_value_type()
+
+    def read(self, provider: Any, config: Any, ids: list[str]) -> list[dict[str, Any] | None]:
+        """Each id's features; None for an id the store has no row for."""
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+
+        keys = [
+            EntityKey(join_keys=[self.join_key], entity_values=[value])
+            for value in python_values_to_proto_values(ids, self.key_type)
+        ]
+        rows = provider.online_read(
+            config=config, table=self.view, entity_keys=keys, requested_features=self.features
+        )
+        out: list[dict[str, Any] | None] = []
+        for _, values in rows:
+            row = (
+                {
+                    name: feast_value_type_to_python_type(values[name]) if name in values else None
+                    for name in self.features
+                }
+                if values
+                else {}
+            )
+            out.append(row if any(v is not None for v in row.values()) else None)
         return out

@@ -37,6 +37,9 @@ class ServeOptions(BaseModel):
     poll_interval_s: float = Field(
         default=5.0, gt=0, description="How often each worker reads the aliases from MLflow."
     )
+    access_log: bool = Field(
+        default=False, description="Log a line per request (uvicorn's access log)."
+    )
     shadow: bool = Field(default=True, description="Score the challenger off the request path.")
     shadow_queue: int = Field(default=1000, ge=1, description="Pending shadow scores, at most.")
     log_buffer: int = Field(

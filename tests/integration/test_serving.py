@@ -157,6 +157,37 @@ def test_the_server_reports_its_model_health_and_metrics(served: Served) -> None
     assert status.state == "healthy" and f"champion v{served.champion}" in status.detail
 
 
+def test_the_server_reads_what_feast_get_online_features_reads(served: Served) -> None:
+    """The server reads each feature view through Feast's provider: the same values, and None
+    for an entity the store does not know, as ``get_online_features`` gives."""
+    from bottega.usecases.fraud.aggregates import CARD_FEATURES
+    from bottega.usecases.fraud.features.definitions import CARD_VIEW, MERCHANT_VIEW
+    from bottega.usecases.fraud.training import MERCHANT_FEATURE_COLUMNS
+    from services.serving.features import OnlineFeatures
+
+    bodies = sample_requests(served, 20)  # the last one's card and merchant are unknown
+    reader = OnlineFeatures.from_settings(served.settings)
+    txns = [Transaction(**b) for b in bodies]
+    got = reader.read(txns)
+    refs = [f"{CARD_VIEW}:{n}" for n in CARD_FEATURES] + [
+        f"{MERCHANT_VIEW}:{n}" for n in MERCHANT_FEATURE_COLUMNS
+    ]
+    feast = FraudFeatureStore(served.settings).store.get_online_features(
+        features=refs,
+        entity_rows=[{"card_id": t.card_id, "merchant_id": t.merchant_id} for t in txns],
+    )
+    expected = feast.to_dict()
+    for i, rows in enumerate(got):
+        card = {n: expected[n][i] for n in CARD_FEATURES}
+        merchant = {n: expected[n][i] for n in MERCHANT_FEATURE_COLUMNS}
+        assert rows.card == (card if any(v is not None for v in card.values()) else None)
+        assert rows.merchant == (
+            merchant if any(v is not None for v in merchant.values()) else None
+        )
+    assert got[-1].missing == ["card", "merchant"]
+    assert sum(not rows.missing for rows in got) >= 10
+
+
 def test_scores_logs_and_training_set_agree_on_every_feature(served: Served) -> None:
     bodies = sample_requests(served, 12)
     with served.client() as client:

@@ -116,17 +116,16 @@ def test_no_champion_is_a_503_and_bad_input_a_422_naming_the_field() -> None:
 def test_a_failing_shadow_is_counted_and_never_reaches_the_answer() -> None:
     producer = FakeProducer()
     slots = ModelSlots(champion=model("3"), challenger=model("4", fail=True, alias="challenger"))
-    client, metrics, _ = build(slots, producer)
+    client, metrics, log = build(slots, producer)
     assert client.post("/predict", json=BODY).status_code == 200
     wait(lambda: metrics.shadow.labels("failed")._value.get() == 1)
+    log.stop()  # publishes everything buffered
     assert [p.arm for p in producer.sent] == ["champion"]
 
 
-def test_a_full_log_drops_and_counts_without_blocking() -> None:
-    metrics = ServingMetrics(CollectorRegistry())
-    log = PredictionLog(FakeProducer, metrics, capacity=2)  # type: ignore[arg-type]
-    event = Prediction(
-        transaction_id="00000000-0000-0000-0000-000000000001",  # type: ignore[arg-type]
+def prediction(i: int) -> Prediction:
+    return Prediction(
+        transaction_id=f"00000000-0000-0000-0000-{i:012d}",  # type: ignore[arg-type]
         card_id="c",
         model_name="m",
         model_version="1",
@@ -135,8 +134,30 @@ def test_a_full_log_drops_and_counts_without_blocking() -> None:
         decision=False,
         latency_ms=1.0,
     )
+
+
+def test_a_full_log_drops_and_counts_without_blocking() -> None:
+    metrics = ServingMetrics(CollectorRegistry())
+    log = PredictionLog(FakeProducer, metrics, capacity=2)  # type: ignore[arg-type]
+    event = prediction(1)
     assert [log.submit(event) for _ in range(3)] == [True, True, False]
     assert metrics.prediction_log.labels("dropped")._value.get() == 1
+    assert log.pending == 2
+
+
+def test_the_log_publishes_in_order_and_flushes_on_stop() -> None:
+    producer = FakeProducer()
+    metrics = ServingMetrics(CollectorRegistry())
+    log = PredictionLog(lambda: producer, metrics, capacity=100, interval_s=0.01).start()  # type: ignore[arg-type,return-value]
+    events = [prediction(i) for i in range(5)]
+    for event in events[:3]:
+        log.submit(event)
+    wait(lambda: len(producer.sent) == 3)  # the thread publishes without being asked
+    for event in events[3:]:
+        log.submit(event)
+    log.stop()
+    assert producer.sent == events
+    assert metrics.prediction_log.labels("published")._value.get() == 5
 
 
 class Source:

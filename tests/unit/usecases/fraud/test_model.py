@@ -124,3 +124,51 @@ def test_scoring_records_matches_scoring_a_frame(kind: str) -> None:
     rows = frame(7, seed=3)
     records = rows[list(MODEL_FEATURES)].to_dict(orient="records")
     np.testing.assert_allclose(scorer.score_records(records), scorer.score(rows), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["logreg", "mlp"])
+def test_the_numpy_forward_pass_gives_the_torch_logits(kind: str) -> None:
+    rows = frame(300, seed=3)
+    pre = Preprocessor.fit(rows)
+    torch.manual_seed(0)
+    module = build_module(kind, pre)
+    for p in module.parameters():  # away from the zero init, so every weight matters
+        torch.nn.init.normal_(p)
+    scorer = FraudScorer(kind, pre, module=module)
+    unseen = frame(50, seed=4).assign(country=["ZZ", "IT"] * 25)
+    x, cats = pre.transform(unseen)
+    with torch.no_grad():
+        expected = scorer.module(x, cats).double().numpy()
+    np.testing.assert_allclose(scorer.logits(unseen), expected, rtol=1e-5, atol=1e-5)
+    # One row, as the model server scores it.
+    one = {name: [unseen[name].iloc[0]] for name in MODEL_FEATURES}
+    np.testing.assert_allclose(scorer.logits(one), expected[:1], rtol=1e-5, atol=1e-5)
+
+
+def test_the_numpy_weights_are_not_pickled_and_follow_a_move() -> None:
+    import pickle
+
+    rows = frame(50)
+    pre = Preprocessor.fit(rows)
+    scorer = FraudScorer("logreg", pre, module=build_module("logreg", pre))
+    before = scorer.score(rows)
+    assert "_numpy" not in pickle.loads(pickle.dumps(scorer)).__dict__
+    with torch.no_grad():
+        scorer.module.linear.bias.fill_(3.0)
+    scorer.to("cpu")  # a move rebuilds the numpy weights from the module
+    assert (scorer.score(rows) > before).all()
+
+
+def test_numeric_columns_convert_at_once_or_column_by_column_alike() -> None:
+    rows = frame(6)
+    records = {name: list(rows[name]) for name in MODEL_FEATURES}
+    records["txn_count_1h"] = [None, float("nan"), float("inf"), -2.0, 1.0, 3.0]
+    pre = Preprocessor.fit(rows)
+    x, _ = pre.arrays(records)
+    # Text in a numeric column takes the column-by-column path: "oops" is 0, like None.
+    texts = {**records, "txn_count_1h": ["oops", float("nan"), float("inf"), -2.0, 1.0, 3.0]}
+    y, _ = pre.arrays(texts)
+    np.testing.assert_array_equal(x, y)
+    column = NUMERIC_FEATURES.index("txn_count_1h")
+    assert x[0, column] == x[1, column] == x[3, column]  # None, NaN and a clipped negative
+    assert np.isinf(x[2, column])
