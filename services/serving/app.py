@@ -10,8 +10,7 @@ Every refusal is a JSON :class:`~services.serving.schema.ErrorResponse` naming t
 The two scoring routes are FastAPI routes for their schema (``/openapi.json``, ``/api``), served
 by :class:`JsonRoute`: pydantic parses and validates the raw body in one call and the answer is
 serialized once. FastAPI's own handler parses the JSON in Python, validates it, validates the
-answer again against the response model and encodes it through ``jsonable_encoder``: a third of
-a request's time at 200 requests a second on this machine (``docs/serving.md``).
+answer again against the response model and encodes it through ``jsonable_encoder``.
 """
 
 from __future__ import annotations

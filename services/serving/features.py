@@ -1,4 +1,4 @@
-"""Online features: the card's and the merchant's rows, read from Feast in one lookup.
+"""Online features: the card's and the merchant's rows, read from Feast, one read per view.
 
 One :class:`OnlineFeatures` per worker process holds one warm ``FeatureStore`` and its online
 store (building one costs a registry read; a lookup then costs about 90 us). An entity the
