@@ -47,6 +47,11 @@ def serve_environment(settings: ServingSettings, name: str = SERVICE_NAME) -> di
             f"services.{name}.logging.access.enabled=false",
         ]
     )
+    if not settings.serve.trace_requests:
+        # BentoML's OpenTelemetry middleware builds a span for every request, exported or
+        # not: 2.4 ms of p99 at 200 requests a second in a scratch A/B (docs/serving.md). The
+        # pattern excludes every URL.
+        options += f" services.{name}.tracing.excluded_urls=.*"
     return {
         "BENTOML_HOME": str(settings.home / "bentoml"),
         "BENTOML_CONFIG_OPTIONS": options,

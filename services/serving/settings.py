@@ -40,10 +40,17 @@ class ServeOptions(BaseModel):
     access_log: bool = Field(
         default=False, description="Log a line per request (uvicorn's access log)."
     )
+    trace_requests: bool = Field(
+        default=False,
+        description="Open an OpenTelemetry span per request. BentoML opens one even with no "
+        "tracing exporter configured; off, every route is excluded from its tracing.",
+    )
     shadow: bool = Field(default=True, description="Score the challenger off the request path.")
     shadow_queue: int = Field(default=1000, ge=1, description="Pending shadow scores, at most.")
     log_buffer: int = Field(
-        default=10_000, ge=1, description="Predictions waiting to be published, at most."
+        default=10_000,
+        ge=1,
+        description="Predictions queued and not yet delivered, at most (librdkafka's queue).",
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Request body limit.")
     max_batch: int = Field(default=256, ge=1, description="Transactions per /predict_batch.")

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from bottega.bus import BusMetrics, Consumer, Envelope, Producer
 from bottega.bus.consumer import DLQ_VALUE_LIMIT
+from bottega.bus.native import NativeProducer, ProducerFull
 from bottega.events import Transaction
 from bottega.settings import KafkaSettings
 
@@ -305,11 +306,8 @@ def test_a_batch_of_only_poison_still_commits() -> None:
     assert fake.committed == {TopicPartition("transactions", 0): 2}
 
 
-def test_producer_keys_events_by_entity_and_counts() -> None:
-    fake = FakeProducer()
-    registry = CollectorRegistry()
-    producer = Producer(KafkaSettings(), client=fake, metrics=BusMetrics(registry))
-    txn = Transaction(
+def card_9_transaction() -> Transaction:
+    return Transaction(
         card_id="card-9",
         merchant_id="m",
         amount=3.0,
@@ -317,6 +315,13 @@ def test_producer_keys_events_by_entity_and_counts() -> None:
         country="DE",
         card_country="FR",
     )
+
+
+def test_producer_keys_events_by_entity_and_counts() -> None:
+    fake = FakeProducer()
+    registry = CollectorRegistry()
+    producer = Producer(KafkaSettings(), client=fake, metrics=BusMetrics(registry))
+    txn = card_9_transaction()
     producer.publish(txn)
     producer.publish(txn, topic="elsewhere")
     assert [(t, k) for t, _, k, _ in fake.sent] == [
@@ -328,6 +333,62 @@ def test_producer_keys_events_by_entity_and_counts() -> None:
         "bottega_bus_messages_total", {"topic": "transactions", "outcome": "produced"}
     )
     assert produced == 1
+
+
+class FakeRdKafka:
+    """confluent-kafka's Producer: produce queues, poll reports (the last one as failed if told)."""
+
+    def __init__(self, capacity: int = 10, fail_last: bool = False) -> None:
+        self.capacity, self.fail_last = capacity, fail_last
+        self.queued: list[tuple[str, bytes, bytes, Any]] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes, on_delivery: Any) -> None:
+        if len(self.queued) >= self.capacity:
+            raise BufferError("Local: Queue full")
+        self.queued.append((topic, value, key, on_delivery))
+
+    def poll(self, timeout: float) -> int:
+        reported, self.queued = self.queued, []
+        for i, (topic, _, _, callback) in enumerate(reported):
+            failed = self.fail_last and i == len(reported) - 1
+            callback("broker down" if failed else None, FakeMessage(topic))
+        return len(reported)
+
+    def __len__(self) -> int:
+        return len(self.queued)
+
+
+@dataclass
+class FakeMessage:
+    name: str
+
+    def topic(self) -> str:
+        return self.name
+
+
+def test_native_producer_keys_events_counts_outcomes_and_refuses_when_full() -> None:
+    fake = FakeRdKafka(capacity=3, fail_last=True)
+    registry = CollectorRegistry()
+    outcomes: list[bool] = []
+    producer = NativeProducer(
+        KafkaSettings(), client=fake, metrics=BusMetrics(registry), on_delivery=outcomes.append
+    )
+    txn = card_9_transaction()
+    for _ in range(3):
+        producer.publish(txn)
+    with pytest.raises(ProducerFull):
+        producer.publish(txn)
+    assert len(producer) == 3
+    assert [(t, k) for t, _, k, _ in fake.queued] == [("transactions", b"card-9")] * 3
+    assert Transaction.from_bytes(fake.queued[0][1]) == txn
+    assert producer.poll(0) == 3
+    assert outcomes == [True, True, False]
+
+    def count(outcome: str) -> float | None:
+        labels = {"topic": "transactions", "outcome": outcome}
+        return registry.get_sample_value("bottega_bus_messages_total", labels)
+
+    assert (count("produced"), count("produce_failed")) == (2, 1)
 
 
 def test_a_consumer_needs_topics() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
@@ -33,6 +34,19 @@ class BusMetrics:
             ["group"],
             registry=registry,
         )
+        self._produce: dict[str, tuple[Any, Any]] = {}
+
+    def produce_outcomes(self, topic: str) -> tuple[Any, Any]:
+        """``topic``'s (produced, produce_failed) counters, looked up once: producers count
+        every message's outcome, on their I/O threads."""
+        counters = self._produce.get(topic)
+        if counters is None:
+            counters = (
+                self.messages.labels(topic, "produced"),
+                self.messages.labels(topic, "produce_failed"),
+            )
+            self._produce[topic] = counters
+        return counters
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry | None = None) -> BusMetrics:

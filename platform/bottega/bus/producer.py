@@ -70,8 +70,7 @@ class Producer:
         # label lookups on kafka-python's I/O thread.
         callbacks = self._callbacks.get(topic)
         if callbacks is None:
-            produced = self._metrics.messages.labels(topic, "produced")
-            failed = self._metrics.messages.labels(topic, "produce_failed")
+            produced, failed = self._metrics.produce_outcomes(topic)
             callbacks = (lambda _: produced.inc(), lambda _: failed.inc())
             self._callbacks[topic] = callbacks
         return callbacks

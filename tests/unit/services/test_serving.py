@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
+from bottega.bus.native import ProducerFull
 from bottega.events import Prediction, Transaction
 from services.serving.app import build_app
 from services.serving.features import EntityRows
@@ -51,31 +52,49 @@ def model(
 
 
 class FakeProducer:
-    def __init__(self) -> None:
+    """NativeProducer's API: publish queues, poll and flush report outcomes."""
+
+    def __init__(self, capacity: int = 100) -> None:
         self.sent: list[Prediction] = []
+        self.capacity = capacity
+        self.queued: list[Prediction] = []
+        self.on_delivery: Any = None
+        self.arrived = threading.Condition()
 
-    def publish(self, event: Prediction) -> Any:
-        self.sent.append(event)
+    def __call__(self, on_delivery: Any) -> FakeProducer:
+        self.on_delivery = on_delivery
+        return self
 
-        class Future:
-            def add_callback(self, fn: Any) -> None:
-                fn(None)
+    def publish(self, event: Prediction) -> None:
+        with self.arrived:
+            if len(self.queued) >= self.capacity:
+                raise ProducerFull("queue full")
+            self.queued.append(event)
+            self.arrived.notify()
 
-            def add_errback(self, fn: Any) -> None:
-                pass
+    def poll(self, timeout: float) -> int:
+        with self.arrived:  # librdkafka waits for an outcome; so does this
+            if not self.queued:
+                self.arrived.wait(timeout)
+            delivered, self.queued = self.queued, []
+            self.sent.extend(delivered)
+        for _ in delivered:
+            self.on_delivery(True)
+        return len(delivered)
 
-        return Future()
+    def flush(self, timeout: float) -> int:
+        self.poll(0)
+        return 0
 
-    def close(self, timeout: float | None = None) -> None:
-        pass
+    def __len__(self) -> int:
+        return len(self.queued)
 
 
 def build(
     slots: ModelSlots, producer: FakeProducer | None = None
 ) -> tuple[TestClient, ServingMetrics, PredictionLog]:
     metrics = ServingMetrics(CollectorRegistry())
-    fake = producer or FakeProducer()
-    log = PredictionLog(lambda: fake, metrics, capacity=100).start()  # type: ignore[arg-type,return-value]
+    log = PredictionLog(producer if producer is not None else FakeProducer(), metrics).start()
     shadow = ShadowScorer(log, metrics, threshold=0.5, capacity=10).start()
     predictor = Predictor(Features(), slots, log, metrics, threshold=0.5, shadow=shadow)
     app = build_app(predictor, slots, metrics, device="cpu", max_batch=4, max_body_bytes=2048)
@@ -138,26 +157,56 @@ def prediction(i: int) -> Prediction:
 
 def test_a_full_log_drops_and_counts_without_blocking() -> None:
     metrics = ServingMetrics(CollectorRegistry())
-    log = PredictionLog(FakeProducer, metrics, capacity=2)  # type: ignore[arg-type]
+    log = PredictionLog(FakeProducer(capacity=2), metrics)
     event = prediction(1)
     assert [log.submit(event) for _ in range(3)] == [True, True, False]
     assert metrics.prediction_log.labels("dropped")._value.get() == 1
     assert log.pending == 2
 
 
+def test_a_refused_event_is_counted_as_failed_and_never_raises() -> None:
+    class Refusing(FakeProducer):
+        def publish(self, event: Prediction) -> None:
+            raise ValueError("message too large")
+
+    metrics = ServingMetrics(CollectorRegistry())
+    log = PredictionLog(Refusing(), metrics)
+    assert log.submit(prediction(1)) is False
+    assert metrics.prediction_log.labels("failed")._value.get() == 1
+
+
 def test_the_log_publishes_in_order_and_flushes_on_stop() -> None:
     producer = FakeProducer()
     metrics = ServingMetrics(CollectorRegistry())
-    log = PredictionLog(lambda: producer, metrics, capacity=100, interval_s=0.01).start()  # type: ignore[arg-type,return-value]
+    log = PredictionLog(producer, metrics, poll_s=0.01).start()
     events = [prediction(i) for i in range(5)]
     for event in events[:3]:
         log.submit(event)
-    wait(lambda: len(producer.sent) == 3)  # the thread publishes without being asked
+    wait(lambda: len(producer.sent) == 3)  # the thread reports outcomes without being asked
+    assert metrics.prediction_log.labels("published")._value.get() == 3
     for event in events[3:]:
         log.submit(event)
     log.stop()
     assert producer.sent == events
     assert metrics.prediction_log.labels("published")._value.get() == 5
+    assert metrics.prediction_log.labels("queued")._value.get() == 5
+
+
+def test_events_left_undelivered_at_stop_are_counted_as_failed() -> None:
+    class Stuck(FakeProducer):
+        def poll(self, timeout: float) -> int:
+            return 0
+
+        def flush(self, timeout: float) -> int:
+            return len(self.queued)
+
+    metrics = ServingMetrics(CollectorRegistry())
+    log = PredictionLog(Stuck(), metrics, poll_s=0.01).start()
+    for i in range(3):
+        log.submit(prediction(i))
+    log.stop(timeout_s=0.1)
+    assert metrics.prediction_log.labels("failed")._value.get() == 3
+    assert metrics.prediction_log.labels("published")._value.get() == 0
 
 
 class Source:
@@ -219,3 +268,26 @@ def test_concurrent_refreshes_load_once() -> None:
 def test_batches_are_bounded(payload: dict[str, Any]) -> None:
     client, _, _ = build(ModelSlots(champion=model("3")))
     assert client.post("/predict_batch", json=payload).status_code == 422
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_bentoml_traces_requests_only_when_asked(traced: bool) -> None:
+    from opentelemetry.util.http import parse_excluded_urls
+
+    from services.serving.__main__ import serve_environment
+    from services.serving.settings import ServingSettings
+
+    settings = ServingSettings(serve={"trace_requests": traced})  # type: ignore[arg-type]
+    options = dict(
+        option.split("=", 1)
+        for option in serve_environment(settings)["BENTOML_CONFIG_OPTIONS"].split()
+    )
+    excluded = options.get("services.bottega_serving.tracing.excluded_urls")
+    if traced:
+        assert excluded is None
+    else:
+        # BentoML hands a string to OpenTelemetry's parser; every route must match it.
+        assert excluded is not None
+        urls = parse_excluded_urls(excluded)
+        for route in ("/predict", "/predict_batch", "/model", "/readyz", "/metrics"):
+            assert urls.url_disabled(f"http://127.0.0.1:3000{route}")
