@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bottega.errors import ConfigError, describe_validation_error
-from bottega.usecases.fraud.model import ModelKind
+from bottega.usecases.fraud.kinds import ModelKind
 
 Imbalance = Literal["class_weights", "focal", "downsample"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint
 from typing import Any, Protocol
 
 from bottega.bus import Producer
@@ -84,10 +85,52 @@ class Registry(Protocol):
         """Remove ``alias`` (no error when nothing holds it)."""
 
 
+# Feast registers this MLflow plugin; loading it imports the whole ``feast`` package.
+_FEAST_HEADER_PLUGIN = ("mlflow.request_header_provider", "feast.")
+
+
+def skip_feast_mlflow_plugin() -> bool:
+    """Keep MLflow from importing all of Feast in a process that does not otherwise use it.
+
+    Feast registers an ``mlflow.request_header_provider`` entry point. MLflow loads every such
+    plugin on its first REST call, and loading Feast's imports the whole ``feast`` package:
+    about 6 s on a 2-core machine, paid by every ``bottega models`` and ``rollback`` and by
+    the monitor's start (the promotion job reads the feature store: it imports Feast anyway).
+    The provider only adds a header while Feast's own MLflow data source has set its context
+    variable, which no Bottega process does, so leaving it out changes no request.
+
+    True when the filter is in place; False when MLflow has already loaded its plugins (too
+    late, nothing to save) or no longer has the hook (nothing changed).
+    """
+    import sys
+
+    if "mlflow.tracking.request_header.registry" in sys.modules:
+        return False
+    from mlflow.utils import plugins
+
+    found = getattr(plugins, "get_entry_points", None)
+    if found is None:
+        return False
+    if getattr(found, "skips_feast", False):
+        return True
+    feast_group, prefix = _FEAST_HEADER_PLUGIN
+
+    def get_entry_points(group: str) -> list[EntryPoint]:
+        points: list[EntryPoint] = found(group)
+        if group != feast_group:
+            return points
+        return [point for point in points if not point.value.startswith(prefix)]
+
+    get_entry_points.skips_feast = True  # type: ignore[attr-defined]
+    plugins.get_entry_points = get_entry_points
+    return True
+
+
 class MlflowRegistry:
     """:class:`Registry` over an MLflow tracking server."""
 
     def __init__(self, tracking_uri: str) -> None:
+        skip_feast_mlflow_plugin()
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri

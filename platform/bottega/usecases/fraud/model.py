@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -31,13 +31,12 @@ from bottega.usecases.fraud.features.request import (
     MODEL_FEATURES,
     NUMERIC_FEATURES,
 )
+from bottega.usecases.fraud.kinds import ModelKind
 
-ModelKind = Literal["rules", "logreg", "mlp"]
 # A module's forward pass in numpy: (numeric matrix, category indices) to one logit per row.
 NumpyLogits: TypeAlias = Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.float32]]
 # A frame, or plain columns: feature name to one value per row (what the model server builds).
 Columns: TypeAlias = pd.DataFrame | Mapping[str, Sequence[Any]]
-MODEL_KINDS: tuple[ModelKind, ...] = ("rules", "logreg", "mlp")
 
 # Heavy-tailed, non-negative features: scaled with log1p before standardisation.
 LOG_SCALED = frozenset(
