@@ -9,6 +9,7 @@ them an in-memory fake; :class:`MlflowRegistry` is the real thing.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint
 from typing import Any, Protocol
@@ -85,8 +86,8 @@ class Registry(Protocol):
         """Remove ``alias`` (no error when nothing holds it)."""
 
 
-# Feast registers this MLflow plugin; loading it imports the whole ``feast`` package.
-_FEAST_HEADER_PLUGIN = ("mlflow.request_header_provider", "feast.")
+# Feast registers a plugin in this MLflow group; loading it imports the whole ``feast`` package.
+_HEADER_PLUGINS = "mlflow.request_header_provider"
 
 
 def skip_feast_mlflow_plugin() -> bool:
@@ -102,8 +103,6 @@ def skip_feast_mlflow_plugin() -> bool:
     True when the filter is in place; False when MLflow has already loaded its plugins (too
     late, nothing to save) or no longer has the hook (nothing changed).
     """
-    import sys
-
     if "mlflow.tracking.request_header.registry" in sys.modules:
         return False
     from mlflow.utils import plugins
@@ -113,13 +112,12 @@ def skip_feast_mlflow_plugin() -> bool:
         return False
     if getattr(found, "skips_feast", False):
         return True
-    feast_group, prefix = _FEAST_HEADER_PLUGIN
 
     def get_entry_points(group: str) -> list[EntryPoint]:
         points: list[EntryPoint] = found(group)
-        if group != feast_group:
+        if group != _HEADER_PLUGINS:
             return points
-        return [point for point in points if not point.value.startswith(prefix)]
+        return [point for point in points if not point.value.startswith("feast.")]
 
     get_entry_points.skips_feast = True  # type: ignore[attr-defined]
     plugins.get_entry_points = get_entry_points

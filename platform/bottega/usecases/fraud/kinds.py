@@ -3,7 +3,7 @@ config check a kind before anything heavy is loaded."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 ModelKind = Literal["rules", "logreg", "mlp"]
-MODEL_KINDS: tuple[ModelKind, ...] = ("rules", "logreg", "mlp")
+MODEL_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)
