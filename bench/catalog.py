@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "serving": "bench.serving",
     "loop": "bench.loop",
     "soak": "bench.soak",
+    "docker": "bench.docker",
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDER_MARKERS = {"unit", "integration", "e2e", "model", "faults"}
+FOLDER_MARKERS = {"unit", "integration", "e2e", "model", "faults", "docker"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

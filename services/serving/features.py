@@ -158,7 +158,8 @@ class _View:
             config=config,
             table=self.view,
             entity_keys=self.keys(ids),
-            requested_features=self.features,
+            # A list of its own each call: Feast's Redis store appends its timestamp key to it.
+            requested_features=list(self.features),
         )
         out: list[dict[str, Any] | None] = []
         for _, values in rows:

@@ -16,9 +16,16 @@ Nothing here ever blocks or fails scoring:
 - a full queue drops the event and counts ``bottega_prediction_log_total{outcome="dropped"}``;
 - an event the client refuses, one the broker refuses, and one not delivered within two
   minutes (``message.timeout.ms``: a broker down longer than that) count ``outcome="failed"``;
-  the last two also count the bus's ``produce_failed``;
-- a clean stop waits a bounded time for the queue to drain, and counts what is left as
-  ``failed``; events queued when the process is killed are lost.
+  the last two also count the bus's ``produce_failed``.
+
+With a journal (:class:`~bottega.bus.journal.Journal`, the model server's default), each event is
+written to the worker's journal segment before librdkafka gets it, and so before the caller is
+answered. A worker killed with events still queued (a container's death takes every process in
+it at once) leaves its segment behind; the next worker to start claims it and publishes its
+events again, counted as ``outcome="recovered"``: an answered prediction is logged at least once,
+under its own ``event_id``. A clean stop waits a bounded time for the queue to drain and leaves
+what is left in the journal. Without a journal, what is left is counted ``failed``, and what is
+queued when the process is killed is lost.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from bottega.bus import BusMetrics
+from bottega.bus.journal import Journal, Ticket
 from bottega.bus.native import NativeProducer, ProducerFull
 from bottega.events import Prediction
 from bottega.settings import KafkaSettings
@@ -45,8 +53,15 @@ DELIVERY_TIMEOUT_MS = 120_000
 class LogProducer(Protocol):
     """What the log needs from a producer: :class:`~bottega.bus.native.NativeProducer`'s API."""
 
-    def publish(self, event: Prediction) -> None:
-        """Queue ``event``; raise ``ProducerFull`` when the queue is full."""
+    def publish(
+        self,
+        event: Prediction,
+        *,
+        payload: bytes | None = None,
+        then: Callable[[bool], None] | None = None,
+    ) -> None:
+        """Queue ``event`` (whose bytes are ``payload``); raise ``ProducerFull`` when the queue is
+        full. ``then(ok)`` hears its outcome."""
 
     def poll(self, timeout: float) -> int:
         """Report arrived outcomes, waiting up to ``timeout`` seconds for one."""
@@ -61,7 +76,9 @@ class LogProducer(Protocol):
 class PredictionLog:
     """A bounded, non-blocking publisher of predictions, and one thread counting outcomes.
 
-    ``producer_factory`` is given the log's delivery callback and returns the producer.
+    ``producer_factory`` is given the log's delivery callback and returns the producer. With a
+    ``journal``, every event is journaled before it is queued, and the journals of dead workers
+    are published again when the log starts.
     """
 
     def __init__(
@@ -70,11 +87,14 @@ class PredictionLog:
         metrics: ServingMetrics,
         *,
         poll_s: float = 0.2,
+        journal: Journal | None = None,
     ) -> None:
         self._queued = metrics.prediction_log.labels("queued")
         self._dropped = metrics.prediction_log.labels("dropped")
         self._published = metrics.prediction_log.labels("published")
         self._failed = metrics.prediction_log.labels("failed")
+        self._recovered = metrics.prediction_log.labels("recovered")
+        self._journal = journal
         self._producer = producer_factory(self._delivered)
         self._poll_s = poll_s
         self._stopping = threading.Event()
@@ -82,7 +102,12 @@ class PredictionLog:
 
     @classmethod
     def for_kafka(
-        cls, kafka: KafkaSettings, metrics: ServingMetrics, *, capacity: int
+        cls,
+        kafka: KafkaSettings,
+        metrics: ServingMetrics,
+        *,
+        capacity: int,
+        journal: Journal | None = None,
     ) -> PredictionLog:
         """A log that publishes to ``kafka``, holding at most ``capacity`` undelivered events."""
 
@@ -102,26 +127,67 @@ class PredictionLog:
                 },
             )
 
-        return cls(factory, metrics)
+        return cls(factory, metrics, journal=journal)
 
     def start(self) -> PredictionLog:
-        """Start the thread that counts outcomes."""
+        """Start the thread that counts outcomes (and first republishes dead workers'
+        journals)."""
         self._thread.start()
         return self
 
     def submit(self, event: Prediction) -> bool:
         """Queue ``event`` for publishing; False (and counted) when it cannot be queued."""
+        payload = event.to_bytes()
+        ticket = self._journal.append(payload) if self._journal is not None else None
         try:
-            self._producer.publish(event)
+            self._producer.publish(event, payload=payload, then=self._then(ticket))
         except ProducerFull:
+            self._settle(ticket)
             self._dropped.inc()
             return False
         except Exception as exc:  # noqa: BLE001 - the log must never fail the request it logs
             log.warning("the prediction log refused an event", extra={"error": repr(exc)})
+            self._settle(ticket)
             self._failed.inc()
             return False
         self._queued.inc()
         return True
+
+    def _then(self, ticket: Ticket | None) -> Callable[[bool], None] | None:
+        if ticket is None:
+            return None
+        return lambda ok: self._settle(ticket)
+
+    def _settle(self, ticket: Ticket | None) -> None:
+        if ticket is not None and self._journal is not None:
+            self._journal.done(ticket)
+
+    def recover(self) -> int:
+        """Claim the journals of dead workers and queue their events again; how many.
+
+        An event the queue cannot take now is retried once outcomes have made room.
+        """
+        if self._journal is None:
+            return 0
+        count = 0
+        for orphan in self._journal.orphans():
+            for payload in orphan.events:
+                event = Prediction.from_bytes(payload)
+                while not self._stopping.is_set():
+                    try:
+                        self._producer.publish(
+                            event, payload=payload, then=self._then(orphan.ticket)
+                        )
+                        break
+                    except ProducerFull:
+                        self._producer.poll(self._poll_s)
+                else:
+                    return count
+                self._recovered.inc()
+                count += 1
+        if count:
+            log.info("republished predictions a dead worker left", extra={"events": count})
+        return count
 
     @property
     def pending(self) -> int:
@@ -129,15 +195,30 @@ class PredictionLog:
         return len(self._producer)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Wait up to ``timeout_s`` for the queued events; count those left as failed."""
+        """Wait up to ``timeout_s`` for the queued events. Those left stay in the journal for
+        the next worker; without one, they are counted as failed."""
         self._stopping.set()
         self._thread.join(timeout_s)
         left = self._producer.flush(timeout_s)
-        if left:
+        if self._journal is not None:
+            kept = self._journal.close()
+            if kept:
+                log.warning(
+                    "prediction log stopped with events undelivered; they stay in its journal "
+                    "for the next worker",
+                    extra={"events": kept},
+                )
+        elif left:
             log.warning("prediction log stopped with events undelivered", extra={"events": left})
             self._failed.inc(left)
 
     def _run(self) -> None:
+        try:
+            self.recover()
+        except Exception as exc:  # noqa: BLE001 - a bad journal must not stop the log
+            log.warning(
+                "could not republish the journals of dead workers", extra={"error": repr(exc)}
+            )
         while not self._stopping.is_set():
             self._producer.poll(self._poll_s)
 

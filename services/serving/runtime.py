@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
+from bottega.bus.journal import Journal
 from bottega.registry import MODEL_NAMES
 from services.serving.app import build_app
 from services.serving.features import OnlineFeatures
@@ -59,8 +60,9 @@ class ServingRuntime:
         refresher = ModelRefresher(source, slots, metrics, shadow=options.shadow)
         refresher.refresh("start")
         features = OnlineFeatures.from_settings(settings)
+        journal = Journal(settings.prediction_journal_dir) if options.prediction_journal else None
         prediction_log = PredictionLog.for_kafka(
-            settings.kafka, metrics, capacity=options.log_buffer
+            settings.kafka, metrics, capacity=options.log_buffer, journal=journal
         ).start()
         shadow = (
             ShadowScorer(

@@ -52,6 +52,12 @@ class ServeOptions(BaseModel):
         ge=1,
         description="Predictions queued and not yet delivered, at most (librdkafka's queue).",
     )
+    prediction_journal: bool = Field(
+        default=True,
+        description="Journal each prediction on disk before it is queued for Kafka, so that a "
+        "killed worker's unsent predictions are published by the next one (<home>/serving/"
+        "journal).",
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Request body limit.")
     max_batch: int = Field(default=256, ge=1, description="Transactions per /predict_batch.")
     model_cache_dir: Path | None = Field(
@@ -68,3 +74,8 @@ class ServingSettings(BottegaSettings):
     def model_cache_dir(self) -> Path:
         """The local copy of every model this server has loaded, for a start without MLflow."""
         return self.serve.model_cache_dir or self.home / "serving" / "models"
+
+    @property
+    def prediction_journal_dir(self) -> Path:
+        """Where each worker journals its predictions until Kafka has them."""
+        return self.home / "serving" / "journal"

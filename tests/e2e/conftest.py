@@ -40,6 +40,8 @@ def loop_env(loop_stack: StackSettings, project_root: Path) -> dict[str, str]:
         **os.environ,
         **loop_stack.to_env(),
         "BOTTEGA_ENV_FILE": str(loop_stack.home / "no.env"),
+        # The stack is local, whether or not a Docker engine runs (auto mode would pick it).
+        "MODE": "local",
         "PYTHONPATH": os.pathsep.join([str(project_root / "platform"), str(project_root)]),
         "COLUMNS": "200",
     }

@@ -125,6 +125,8 @@ def command_env(settings: StackSettings, project_root: Path) -> dict[str, str]:
         **os.environ,
         **settings.to_env(),
         "BOTTEGA_ENV_FILE": str(settings.home / "no.env"),
+        # The stack is local, whether or not a Docker engine runs (auto mode would pick it).
+        "MODE": "local",
         "PYTHONPATH": os.pathsep.join([str(project_root / "platform"), str(project_root)]),
         "COLUMNS": "200",
     }

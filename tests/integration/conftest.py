@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -22,6 +21,9 @@ from bottega.stack.runner import LocalStack
 from bottega.stack.services import build_local_stack
 from bottega.stack.settings import StackOptions, StackSettings
 from tests.integration.serving_stack import Served, served_stack, serving_settings
+from tests.waiting import wait_for
+
+__all__ = ["free_ports", "make_stack_settings", "wait_for"]
 
 
 def free_ports(count: int) -> list[int]:
@@ -91,21 +93,6 @@ def dead_letters(kafka: KafkaSettings) -> Iterator[Producer]:
 def unique() -> Callable[[str], str]:
     """Names that no other test uses: topics and groups stay independent."""
     return lambda prefix: f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(
-    condition: Callable[[], object], *, timeout_s: float, what: str, every_s: float = 0.2
-) -> object:
-    """Poll ``condition`` every ``every_s`` until it returns something truthy; fail with
-    ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(every_s)
 
 
 @dataclass(frozen=True)

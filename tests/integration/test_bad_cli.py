@@ -56,6 +56,8 @@ def cli(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             **os.environ,
             **settings.to_env(),
             "BOTTEGA_ENV_FILE": str(tmp / "no.env"),
+            # The stack these commands talk to is local, whether or not a Docker engine runs.
+            "MODE": "local",
             "PYTHONPATH": os.pathsep.join([str(project_root / "platform"), str(project_root)]),
             # Wide enough that rich never wraps a message onto a second line.
             "COLUMNS": "1000",

@@ -16,6 +16,7 @@ from bottega.stack.health import port_open
 from bottega.usecases.fraud.aggregates import CardAggregator
 from bottega.usecases.fraud.store import FraudFeatureStore, aggregate_batch
 from bottega.usecases.fraud.tables import BACKFILL
+from services.serving.features import OnlineFeatures
 
 from .conftest import free_ports, wait_for
 
@@ -83,3 +84,12 @@ def test_rows_pushed_online_are_read_back_from_redis(tmp_path: Path, redis_port:
         assert online["last_device_id"] == "dev-1"
     assert got[3]["txn_count_1h"] is None
     assert not (settings.feature_repo_dir / "online.db").exists(), "nothing went to SQLite"
+
+    # The model server's own reader (Docker mode's path), twice: Feast's Redis store appends
+    # to the list of features it is given, which once broke the second read and the first.
+    reader = OnlineFeatures.from_settings(settings)
+    for _ in range(2):
+        rows = reader.read(events[:3])
+        assert [r.card is not None for r in rows] == [True, True, True]
+        card = rows[0].card
+        assert card is not None and card["txn_count_1h"] == newest["card-0"].txn_count_1h

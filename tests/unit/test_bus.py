@@ -391,6 +391,25 @@ def test_native_producer_keys_events_counts_outcomes_and_refuses_when_full() -> 
     assert (count("produced"), count("produce_failed")) == (2, 1)
 
 
+def test_native_producer_tells_each_message_its_outcome_and_sends_given_bytes() -> None:
+    fake = FakeRdKafka(fail_last=True)
+    overall: list[bool] = []
+    producer = NativeProducer(
+        KafkaSettings(),
+        client=fake,
+        metrics=BusMetrics(CollectorRegistry()),
+        on_delivery=overall.append,
+    )
+    txn = card_9_transaction()
+    each: list[tuple[str, bool]] = []
+    producer.publish(txn, payload=txn.to_bytes(), then=lambda ok: each.append(("first", ok)))
+    producer.publish(txn, then=lambda ok: each.append(("second", ok)))
+    assert fake.queued[0][1] == txn.to_bytes() == fake.queued[1][1]
+    producer.poll(0)
+    assert each == [("first", True), ("second", False)]
+    assert overall == [True, False]  # on_delivery still hears every outcome, first
+
+
 def test_a_consumer_needs_topics() -> None:
     with pytest.raises(ValueError, match="topic"):
         Consumer(
@@ -494,7 +513,7 @@ class PartlyRead:
         return self.positions[tp]
 
 
-def test_unread_names_the_partitions_behind_their_end_or_not_fetched_yet() -> None:
+def test_unread_names_the_partitions_behind_their_backlog_or_not_fetched_yet() -> None:
     read, behind, unfetched, other = (
         TopicPartition("predictions", 0),
         TopicPartition("predictions", 1),
@@ -514,3 +533,19 @@ def test_unread_names_the_partitions_behind_their_end_or_not_fetched_yet() -> No
     )
     assert consumer.unread({"predictions"}) == {behind, unfetched}
     assert consumer.unread({"predictions", "model-events"}) == {behind, unfetched, other}
+    # A steady stream moves every end on. A partition that has read its backlog (the end it had
+    # when first seen) is live: behind the newest message, it holds nothing back.
+    client.ends |= {read: 20, behind: 20, unfetched: 7}
+    client.positions[unfetched] = 0
+    assert consumer.unread({"predictions"}) == {behind, unfetched}  # 4 < 10; 0 < 7
+    client.positions |= {behind: 10, unfetched: 3}
+    assert consumer.unread({"predictions"}) == {unfetched}
+    client.positions[unfetched] = 7
+    assert consumer.unread({"predictions"}) == set()
+    client.ends |= {read: 30, behind: 30, unfetched: 30}
+    assert consumer.unread({"predictions"}) == set()
+    # Assigned again after a rebalance, a partition has a backlog again.
+    client.ends.pop(behind)
+    assert consumer.unread({"predictions"}) == set()
+    client.ends[behind] = 40
+    assert consumer.unread({"predictions"}) == {behind}

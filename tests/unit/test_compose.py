@@ -14,12 +14,13 @@ import yaml
 
 from bottega.errors import ConfigError
 from bottega.stack.compose import interpolate, is_one_shot, load_compose
+from bottega.stack.images import DOCKERFILES, base_image
 from bottega.stack.modes import container_ports
 from tests.docker_mode import INFRA, ROOT, SECRETS, compose, raw_compose, services
 
 SCHEMA = json.loads((INFRA / "schema" / "compose-spec.json").read_text())
-# The project's own image, built from infra/Dockerfile.
-OWN_IMAGE = "bottega/app"
+# The one image that is pulled, not built here.
+PULLED = {"grafana"}
 NOT_PUBLISHED = ("kafka", "redis", "postgres")
 
 
@@ -57,12 +58,45 @@ def test_every_image_is_pinned_to_a_version() -> None:
     assert set(images) == set(every), "every service names its image"
     assert [f"{n}: {i}" for n, i in images.items() if unpinned(i)] == []
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    assert {i for i in images.values() if i.startswith(OWN_IMAGE)} == {f"{OWN_IMAGE}:{version}"}
+    own = {i for n, i in images.items() if n not in PULLED and n != "kafka"}
+    assert own and all(i.startswith("bottega/") and i.endswith(f":{version}") for i in own)
     pom = (INFRA / "kafka" / "pom.xml").read_text()
     kafka_version = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
-    assert kafka_version and images["kafka"] == f"apache/kafka:{kafka_version.group(1)}"
-    bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", (INFRA / "Dockerfile").read_text(), re.M)
-    assert bases and not unpinned(bases[0]) and "slim" in bases[0]
+    assert kafka_version and images["kafka"] == f"bottega/kafka:{kafka_version.group(1)}"
+
+
+def test_every_image_but_grafanas_is_built_here_from_one_base() -> None:
+    every = compose()["services"]
+    assert base_image(INFRA) == "debian:bookworm-slim"
+    for name in DOCKERFILES:
+        text = (INFRA / name).read_text()
+        # Every stage starts from the base argument or from an earlier stage.
+        for source in re.findall(r"^FROM (\S+)", text, re.M):
+            assert source == "${BASE_IMAGE}" or re.search(rf" AS {source}$", text, re.M), source
+        # No frontend image to pull (`# syntax=`), no BuildKit-only mount: the classic builder
+        # (an engine without buildx) builds them too.
+        assert "# syntax" not in text and "--mount" not in text
+    built = {n: s for n, s in every.items() if n not in PULLED}
+    assert all("build" in s or s.get("pull_policy") == "never" for s in built.values())
+    for name in PULLED:
+        assert "build" not in every[name] and every[name]["profiles"] == ["grafana"]
+
+
+def test_each_image_is_built_by_one_service_and_never_pulled_by_the_others() -> None:
+    # Compose's classic builder does not share work between services that build one image: each
+    # would run the whole build again, in parallel.
+    builders: dict[str, list[str]] = {}
+    for name, service in compose()["services"].items():
+        if "build" in service:
+            builders.setdefault(service["image"], []).append(name)
+            assert service["pull_policy"] == "build", name
+            dockerfile = service["build"]["dockerfile"]
+            assert service["build"]["context"] == ".." and (INFRA.parent / dockerfile).exists()
+    assert [image for image, names in builders.items() if len(names) > 1] == []
+    for name, service in compose()["services"].items():
+        if "build" not in service and name not in PULLED:
+            assert service["image"] in builders, name
+            assert service["pull_policy"] == "never", name
 
 
 def test_every_dependency_is_health_checked_or_a_one_shot_job() -> None:
@@ -140,8 +174,11 @@ def test_no_secret_is_in_a_committed_file() -> None:
 def test_env_example_lists_every_variable_compose_reads() -> None:
     text = (INFRA / "compose.yaml").read_text() + (INFRA / "compose.gpu.yaml").read_text()
     variables = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
-    listed = set(re.findall(r"^#? ?([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
-    assert variables and variables - listed == set()
+    example = (ROOT / ".env.example").read_text()
+    listed = set(re.findall(r"^#? ?([A-Z0-9_]+)=", example, re.M))
+    # The env file's own name is set in the environment, never in the file; its header says so.
+    assert "BOTTEGA_ENV_FILE" in variables and "BOTTEGA_ENV_FILE" in example
+    assert variables and variables - listed == {"BOTTEGA_ENV_FILE"}
 
 
 @pytest.mark.parametrize(
@@ -166,7 +203,7 @@ def test_prometheus_and_grafana_read_the_committed_config() -> None:
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
     config = yaml.safe_load((ROOT / "monitoring" / "prometheus.yml").read_text())
     assert config["rule_files"] == ["rules/*.yml"]  # relative: /etc/prometheus/rules
-    grafana = every["grafana"]
+    grafana = compose()["services"]["grafana"]
     mounts = {v.split(":")[0]: v.split(":")[1] for v in grafana["volumes"]}
     assert mounts["../monitoring/grafana/provisioning"] == "/etc/grafana/provisioning"
     provider = yaml.safe_load(
@@ -207,12 +244,32 @@ def test_the_gpu_override_reserves_an_nvidia_gpu_for_serving_and_training() -> N
     assert "deploy" not in services()["serving"]
 
 
-def test_the_dockerfile_is_multi_stage_slim_non_root_and_installs_the_lock() -> None:
+def test_the_app_dockerfile_builds_three_lean_images_from_the_lock() -> None:
     text = (INFRA / "Dockerfile").read_text()
-    stages = re.findall(r"^FROM \S+ AS (\w+)$", text, re.M)
-    assert stages == ["build", "runtime"]
-    users = re.findall(r"^USER (\S+)$", text, re.M)
-    assert users and users[-1].split(":")[0] not in ("0", "root")
+    found = re.findall(r"^FROM (\S+) AS ([\w-]+)$", text, re.M)
+    stages = {stage: source for source, stage in found}
+    targets = {
+        service["build"]["target"]
+        for service in compose()["services"].values()
+        if service.get("build", {}).get("dockerfile") == "infra/Dockerfile"
+    }
+    assert targets == {"mlflow", "app", "ml"}
+    # ml is app's environment plus the layer that installing torch adds, not an environment of
+    # its own.
+    assert stages["ml-env"] == "app-env" and stages["ml"] == "ml-env" and stages["app"] == "app-env"
+    ml_env = text.split(" AS ml-env\n", 1)[1].split("\nFROM ", 1)[0]
+    assert 'pip install --quiet --constraint constraints.txt ".[ml]"' in ml_env
+    # Every install is the lock's (the tools' own upgrade aside), or the project alone.
     installs = [line for line in text.splitlines() if "pip install" in line]
-    assert installs and all("--constraint constraints.txt" in line for line in installs)
-    assert "COPY --from=build /opt/venv /opt/venv" in text
+    packages = [line for line in installs if "--upgrade" not in line]
+    assert len(packages) == 5
+    assert all("--constraint constraints.txt" in line or "--no-deps" in line for line in packages)
+    # Each image that runs does so as an unprivileged user.
+    for target in targets:
+        block = text.split(f" AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
+        users = re.findall(r"^USER (\S+)$", block, re.M)
+        assert users and users[-1].split(":")[0] not in ("0", "root"), target
+    # torch is an extra, which only the ml image installs.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("torch") for d in project["dependencies"])
+    assert project["optional-dependencies"]["ml"] == ["torch>=2.5"]

@@ -117,11 +117,19 @@ def test_compose_sets_only_settings_that_exist() -> None:
     ]
 
 
-def test_the_broker_config_is_local_modes_with_only_hosts_differing() -> None:
+def test_the_broker_in_docker_fills_local_modes_config() -> None:
     template = (INFRA / "kafka" / "server.properties").read_text()
-    assert modes.compare_kafka_config(services(), template, partitions=3) == []
-    drifted = template + "\nlog.retention.hours=1\n"
-    assert modes.compare_kafka_config(services(), drifted, partitions=3) != []
+    script = (INFRA / "kafka" / "docker-start.sh").read_text()
+    assert modes.compare_kafka_start(template, script) == []
+    drifted = template + "\nlog.retention.hours=${retention_hours}\n"
+    assert modes.compare_kafka_start(drifted, script) == [
+        "the start script fills ['bind_host', 'controller_port', 'data_dir', 'host', 'partitions', "
+        "'port'], the template has ['bind_host', 'controller_port', 'data_dir', 'host', "
+        "'partitions', 'port', 'retention_hours']"
+    ]
+    # The settings it fills them from are the broker's settings, with compose's hostname.
+    kafka = services()["kafka"]["environment"]
+    assert kafka["BOTTEGA_KAFKA__HOST"] == "kafka" and kafka["BOTTEGA_BIND_HOST"] == "0.0.0.0"
 
 
 @pytest.fixture()

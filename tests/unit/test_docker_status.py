@@ -81,6 +81,7 @@ def test_status_reads_health_and_job_outcomes_from_the_engine(settings: StackSet
                 FakeContainer("kafka", running()),
                 FakeContainer("serving", running("starting")),
                 FakeContainer("bootstrap", exited(0)),
+                FakeContainer("kafka-init", running(None)),
                 FakeContainer("feast-apply", exited(1)),
                 FakeContainer("ingest", exited(137)),
                 FakeContainer("monitor", running(), project="another-project"),
@@ -91,7 +92,9 @@ def test_status_reads_health_and_job_outcomes_from_the_engine(settings: StackSet
     assert client.closed
     assert client.containers.filters == [{"label": f"{PROJECT_LABEL}=bottega"}]
     assert rows["kafka"].state == "healthy" and rows["kafka"].url == ""
-    assert (rows["serving"].state, rows["serving"].detail) == ("unhealthy", "running (starting)")
+    assert (rows["serving"].state, rows["serving"].detail) == ("starting", "running (starting)")
+    # A job still running is starting, not healthy: it has not done its work yet.
+    assert (rows["kafka-init"].state, rows["kafka-init"].detail) == ("starting", "running")
     assert rows["serving"].url == f"http://127.0.0.1:{settings.serving.port}"
     assert rows["bootstrap"].state == "completed"
     assert (rows["feast-apply"].state, rows["feast-apply"].detail) == ("stopped", "exited (1)")
@@ -99,6 +102,10 @@ def test_status_reads_health_and_job_outcomes_from_the_engine(settings: StackSet
     # Another project's container is not ours; ours is missing.
     assert (rows["monitor"].state, rows["monitor"].detail) == ("stopped", "no container")
     assert "cli" not in rows  # the tools profile is not started by `up`
+    # Grafana's profile is listed only where its container runs.
+    assert "grafana" not in rows
+    client.containers.items.append(FakeContainer("grafana", running()))
+    rows = {row.name: row for row in container_statuses(settings, client_factory=lambda: client)}
     assert rows["grafana"].url == f"http://127.0.0.1:{settings.grafana.port}"
 
 
@@ -157,5 +164,5 @@ def test_compose_commands_name_the_project_files_and_env_file(
     files = [command[i + 1] for i, arg in enumerate(command) if arg == "--file"]
     assert files == [str(ROOT / "infra/compose.yaml"), str(ROOT / "infra/compose.gpu.yaml")]
     assert command[command.index("--env-file") + 1] == str(env_file)
-    up = ["up", "--build", "--detach", "--wait", "--wait-timeout", "1800", "serving"]
+    up = ["up", "--no-build", "--detach", "--wait", "--wait-timeout", "1800", "serving"]
     assert command[-len(up) :] == up

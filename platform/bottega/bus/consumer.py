@@ -115,6 +115,9 @@ class Consumer:
             options.update(config)
             client = KafkaConsumer(*self._schemas, **options)
         self._consumer = client
+        # unread(): each newly assigned partition's end when first learned, and those read to it.
+        self._backlog_ends: dict[TopicPartition, int] = {}
+        self._caught_up: set[TopicPartition] = set()
 
     @property
     def backoff_s(self) -> float:
@@ -134,22 +137,42 @@ class Consumer:
         return {tp: max(0, ends[tp] - self._consumer.position(tp)) for tp in assigned}
 
     def unread(self, topics: Collection[str]) -> set[TopicPartition]:
-        """The partitions of ``topics`` this member holds and has not read to their end.
+        """The partitions of ``topics`` this member holds whose backlog it has not read yet.
+
+        A partition's backlog is what it held when this member first learned its end, after
+        being assigned it: a restarted consumer reads one partition's backlog before another's.
+        Once read to that end, the partition is live and never unread again while assigned,
+        however far behind the newest message a steady stream keeps it: measured against the
+        moving end, some partition was nearly always behind under load, and a monitor that
+        waited for all of them at once closed its windows in bursts, minutes late.
 
         As far as the last fetch knows, so it never waits on the network: a partition whose end
-        the consumer has not learned yet (no fetch answered since it was assigned) counts as
-        unread.
+        the consumer has not learned yet (no fetch answered since it was assigned) is unread.
         """
+        assigned = self._consumer.assignment()
+        for tp in set(self._backlog_ends) - set(assigned):
+            del self._backlog_ends[tp]  # reassigned elsewhere: a backlog again if it comes back
+        for tp in set(self._caught_up) - set(assigned):
+            self._caught_up.discard(tp)
         unread: set[TopicPartition] = set()
-        for tp in self._consumer.assignment():
-            if tp.topic not in topics:
+        for tp in assigned:
+            if tp.topic not in topics or tp in self._caught_up:
                 continue
-            end = self._consumer.highwater(tp)
+            end = self._backlog_ends.get(tp)
+            if end is None:
+                end = self._consumer.highwater(tp)
+                if end is None:
+                    unread.add(tp)
+                    continue
+                self._backlog_ends[tp] = end
             # A fetch answered for this partition, so its position is known; with no time to
             # wait, position() returns it at once (None if a reset is pending: unread).
-            position = None if end is None else self._consumer.position(tp, timeout_ms=0)
-            if end is None or position is None or position < end:
+            position = self._consumer.position(tp, timeout_ms=0)
+            if position is None or position < end:
                 unread.add(tp)
+            else:
+                self._caught_up.add(tp)
+                del self._backlog_ends[tp]
         return unread
 
     def poll_once(self, timeout_ms: int = 1000) -> PollResult:

@@ -72,18 +72,34 @@ class NativeProducer:
             client = RdKafkaProducer(options)
         self._client = client
 
-    def publish(self, event: Event, *, topic: str | None = None) -> None:
-        """Queue ``event`` for its topic (or ``topic``), keyed by its entity.
+    def publish(
+        self,
+        event: Event,
+        *,
+        topic: str | None = None,
+        payload: bytes | None = None,
+        then: Callable[[bool], None] | None = None,
+    ) -> None:
+        """Queue ``event`` for its topic (or ``topic``), keyed by its entity; ``payload`` is its
+        bytes when the caller has them already. ``then(ok)`` hears this message's outcome, after
+        ``on_delivery``.
 
         Raises :class:`ProducerFull` when librdkafka's queue is full, and confluent-kafka's
         ``KafkaException`` for a message it refuses outright (one over ``message.max.bytes``).
         """
+        callback = self._delivered
+        if then is not None:
+
+            def callback(error: Any, message: Any) -> None:
+                self._delivered(error, message)
+                then(error is None)
+
         try:
             self._client.produce(
                 topic or event.topic,
-                value=event.to_bytes(),
+                value=payload if payload is not None else event.to_bytes(),
                 key=event.key(),
-                on_delivery=self._delivered,
+                on_delivery=callback,
             )
         except BufferError as exc:
             raise ProducerFull(str(exc)) from exc

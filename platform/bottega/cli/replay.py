@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -19,14 +20,22 @@ from bottega.cli.stack import ModeOption, forward_to_tools_container
 from bottega.errors import ConfigError
 from bottega.settings import BottegaSettings, load_settings
 
+# A second signal within this many seconds of the first is the same Ctrl-C: in a container, both
+# `docker compose run` and the Docker CLI under it pass one Ctrl-C on, so it arrives twice.
+SAME_INTERRUPT_S = 1.0
+
 
 @contextmanager
 def interrupt_sets(stop: threading.Event) -> Iterator[None]:
     """Ctrl-C (or SIGTERM) sets ``stop`` for a clean end; a second Ctrl-C aborts."""
+    first: list[float] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
+            if first and time.monotonic() - first[0] < SAME_INTERRUPT_S:
+                return
             raise KeyboardInterrupt
+        first.append(time.monotonic())
         err_console.print(
             "[yellow]stopping: finishing the requests in flight (Ctrl-C again to abort)[/]"
         )

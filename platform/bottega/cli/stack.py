@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 
 from bottega.cli.common import ModeChoice, app, console, run_cli, setup_logging
-from bottega.errors import ConfigError, ServiceStartError
+from bottega.cli.docker_mode import docker_down, docker_up
+from bottega.errors import ConfigError
 from bottega.settings import load_settings
 from bottega.stack.compose import TOOLS_SERVICE, ComposeProject, container_statuses
 from bottega.stack.docker import choose_mode
@@ -41,7 +42,13 @@ ServicesArg = Annotated[
     list[str] | None, typer.Argument(help="Services to act on (default: all).", show_default=False)
 ]
 
-STATE_STYLE = {"healthy": "green", "unhealthy": "yellow", "stopped": "red", "completed": "blue"}
+STATE_STYLE = {
+    "healthy": "green",
+    "starting": "yellow",
+    "unhealthy": "yellow",
+    "stopped": "red",
+    "completed": "blue",
+}
 
 
 def _settings() -> StackSettings:
@@ -119,16 +126,11 @@ def up(
         settings = _settings()
         started_at = time.monotonic()
         if choose_mode(mode.value) == "docker":
-            project = ComposeProject(settings, gpu=gpu)
-            code = project.run(*project.up_args(services or ()))
-            if code != 0:
-                raise ServiceStartError(
-                    f"docker compose up exited with {code}",
-                    hint="see `make logs` (bottega logs --mode docker) and `bottega status`",
-                )
+            docker_up(settings, services or (), gpu=gpu)
             console.print(f"Docker mode is up in {time.monotonic() - started_at:.0f}s")
-            console.print(_status_table(container_statuses(settings)))
-            console.print(_open_hint(settings))
+            rows = container_statuses(settings)
+            console.print(_status_table(rows))
+            console.print(_open_hint(settings, grafana=any(r.name == "grafana" for r in rows)))
             return
         report = _local_stack(settings).up(services)
         if report.started:
@@ -142,27 +144,56 @@ def up(
     run_cli(action)
 
 
-def _open_hint(settings: StackSettings) -> str:
+def _open_hint(settings: StackSettings, *, grafana: bool) -> str:
+    dashboards = (
+        f"Grafana http://127.0.0.1:{settings.grafana.port} (dashboard: Bottega drift) | "
+        if grafana
+        else ""
+    )
     return (
-        f"open: Grafana http://127.0.0.1:{settings.grafana.port} (dashboard: Bottega drift) | "
-        f"MLflow http://127.0.0.1:{settings.mlflow.port} | "
+        f"open: {dashboards}MLflow http://127.0.0.1:{settings.mlflow.port} | "
         f"Prometheus http://127.0.0.1:{settings.prometheus.port}/alerts"
     )
 
 
 @app.command()
-def down(services: ServicesArg = None, mode: ModeOption = ModeChoice.auto) -> None:
+def down(
+    services: ServicesArg = None,
+    mode: ModeOption = ModeChoice.auto,
+    volumes: Annotated[
+        bool,
+        typer.Option(
+            "--volumes",
+            help="Docker mode: delete the volumes too (the champion, Kafka's log, the store).",
+        ),
+    ] = False,
+) -> None:
     """Stop every process that `up` started, by its pid (Docker mode: its containers; the
-    volumes are kept)."""
+    volumes are kept unless --volumes)."""
 
     def action() -> None:
         settings = _settings()
         if choose_mode(mode.value) == "docker":
-            args = ["stop", *services] if services else ["down"]
-            code = ComposeProject(settings).run(*args)
-            if code != 0:
-                raise typer.Exit(code)
+            if volumes and services:
+                raise ConfigError("--volumes deletes the whole stack's state: name no service")
+            before = docker_down(settings, services or (), volumes=volumes)
+            names = ", ".join(row.name for row in before)
+            kept = (
+                "; the volumes are deleted"
+                if volumes
+                else ("; the volumes are kept (the champion, Kafka, the store)")
+            )
+            console.print(
+                (f"stopped {names}" if before else "nothing was running")
+                + ("" if services else kept),
+                highlight=False,
+            )
             return
+        if volumes:
+            raise ConfigError(
+                "--volumes is Docker mode's",
+                hint="local mode keeps its state in .bottega/: make clean",
+            )
         stopped = _local_stack(settings).down(services)
         console.print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
 

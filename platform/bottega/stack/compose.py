@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +28,6 @@ from bottega.stack.settings import StackSettings
 
 log = logging.getLogger(__name__)
 
-PROJECT = "bottega"
 COMPOSE_FILE = "compose.yaml"
 GPU_FILE = "compose.gpu.yaml"
 # The compose service `bottega replay` and other host-side commands run in (profile `tools`).
@@ -122,12 +122,25 @@ def secrets_environment(settings: BottegaSettings, given: Mapping[str, str]) -> 
     return env
 
 
+ENGINE_HINT = "start it (as root: dockerd &, or systemctl start docker), or run MODE=local make up"
+PLUGIN_HINT = (
+    "install the Compose v2 plugin: Docker Desktop has it; on Debian, make docker-engine builds "
+    "it (or run MODE=local make up)"
+)
+
+
 class ComposeProject:
     """``docker compose`` on Bottega's compose files, with the settings' env file and secrets."""
 
     def __init__(self, settings: StackSettings, *, gpu: bool = False) -> None:
         self.settings = settings
         self.gpu = gpu
+        self.profiles: list[str] = []
+
+    @property
+    def name(self) -> str:
+        """The Compose project's name: its containers', network's and volumes' prefix."""
+        return self.settings.stack.compose_project
 
     @property
     def files(self) -> list[Path]:
@@ -136,29 +149,29 @@ class ComposeProject:
         return [infra / COMPOSE_FILE, *([infra / GPU_FILE] if self.gpu else [])]
 
     def require(self) -> str:
-        """The Docker CLI, once ``docker compose version`` answers; else PrerequisiteMissing."""
-        hint = (
-            "install Docker Engine with the Compose v2 plugin (docker compose), "
-            "or run local mode: MODE=local make up"
-        )
+        """The Docker CLI, once ``docker compose version`` answers and an engine answers ``docker
+        info``; else PrerequisiteMissing with the one line that says what to do."""
         docker = shutil.which(self.settings.stack.docker)
         if docker is None:
-            raise PrerequisiteMissing(f"{self.settings.stack.docker} is missing", hint=hint)
-        try:
-            done = subprocess.run(
-                [docker, "compose", "version"], capture_output=True, timeout=30, check=False
+            raise PrerequisiteMissing(
+                f"{self.settings.stack.docker} is missing",
+                hint="install Docker Engine (Debian: apt-get install -y docker.io; or make "
+                "docker-engine), or run MODE=local make up",
             )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise PrerequisiteMissing(f"docker compose version failed: {exc}", hint=hint) from None
-        if done.returncode != 0:
-            raise PrerequisiteMissing("docker compose (Compose v2) is missing", hint=hint)
+        if not _answers([docker, "compose", "version"]):
+            raise PrerequisiteMissing("docker compose (Compose v2) is missing", hint=PLUGIN_HINT)
+        if not _answers([docker, "info"]):
+            raise PrerequisiteMissing("no Docker engine answers", hint=ENGINE_HINT)
         return docker
 
     def command(self, *args: str, docker: str | None = None) -> list[str]:
-        """``docker compose`` with the project's name, files and env file, then ``args``."""
-        base = [docker or self.settings.stack.docker, "compose", "--project-name", PROJECT]
+        """``docker compose`` with the project's name, files, profiles and env file, then
+        ``args``."""
+        base = [docker or self.settings.stack.docker, "compose", "--project-name", self.name]
         for path in self.files:
             base += ["--file", str(path)]
+        for profile in self.profiles:
+            base += ["--profile", profile]
         # Compose reads .env from the compose file's folder; settings read the checkout's.
         settings_env = env_file(self.settings)
         if settings_env is not None:
@@ -166,22 +179,76 @@ class ComposeProject:
         return [*base, *args]
 
     def environment(self) -> dict[str, str]:
-        """This process's environment plus the secrets that neither it nor the env file sets."""
+        """This process's environment plus the secrets that neither it nor the env file sets,
+        and the env file's path, which the compose file hands Bottega's containers."""
         path = env_file(self.settings)
         from_file = {k: v for k, v in dotenv_values(path).items() if v} if path else {}
-        return {**os.environ, **secrets_environment(self.settings, {**from_file, **os.environ})}
+        secrets = secrets_environment(self.settings, {**from_file, **os.environ})
+        return {**os.environ, **secrets, **({"BOTTEGA_ENV_FILE": str(path)} if path else {})}
 
     def up_args(self, services: Sequence[str] = ()) -> list[str]:
-        """Build, start detached, and wait until every service is healthy or completed."""
+        """Start detached, with the images built before, and wait until every service is healthy
+        or completed."""
         timeout = str(int(self.settings.stack.docker_wait_timeout_s))
-        return ["up", "--build", "--detach", "--wait", "--wait-timeout", timeout, *services]
+        return ["up", "--no-build", "--detach", "--wait", "--wait-timeout", timeout, *services]
 
     def run(self, *args: str) -> int:
-        """Run ``docker compose ARGS`` in the foreground; its exit status."""
+        """Run ``docker compose ARGS`` in the foreground; its exit status.
+
+        Ctrl-C reaches compose from the terminal, and compose hands it to the container (a
+        replay there stops cleanly, a second one aborts it): this process only waits for the
+        end. A SIGTERM sent to this process alone is passed on.
+        """
         docker = self.require()
         command = self.command(*args, docker=docker)
-        log.info("docker compose", extra={"args": list(args)})
-        return subprocess.run(command, env=self.environment(), check=False).returncode
+        log.debug("docker compose", extra={"compose_args": list(args)})
+        child = subprocess.Popen(command, env=self.environment())
+
+        def pass_on(signum: int, frame: object) -> None:
+            child.send_signal(signum)
+
+        previous = {
+            signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+            signal.SIGTERM: signal.signal(signal.SIGTERM, pass_on),
+        }
+        try:
+            return child.wait()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def start_logged(self, *args: str, log_path: Path) -> subprocess.Popen[bytes]:
+        """Start ``docker compose ARGS`` with its output appended to ``log_path``; the caller
+        waits on it (and narrates meanwhile)."""
+        docker = self.require()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log.debug("docker compose", extra={"compose_args": list(args), "log": str(log_path)})
+        with log_path.open("ab") as out:
+            out.write(f"\n$ docker compose {' '.join(args)}\n".encode())
+            out.flush()
+            return subprocess.Popen(
+                self.command(*args, docker=docker),
+                env={**self.environment(), "COMPOSE_ANSI": "never"},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+
+def _answers(command: list[str], timeout_s: float = 30.0) -> bool:
+    """True when ``command`` exits 0 within the timeout."""
+    try:
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout_s,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 # -- status through the Docker SDK ------------------------------------------------------------
@@ -235,8 +302,12 @@ def container_state(container: ContainerLike, *, one_shot: bool) -> tuple[State,
     status = str(state.get("Status", "unknown"))
     health = (state.get("Health") or {}).get("Status")
     if status == "running":
+        if one_shot:
+            return "starting", "running"
         if health in (None, "healthy"):
             return "healthy", "running" + (" (healthy)" if health else "")
+        if health == "starting":
+            return "starting", "running (starting)"
         return "unhealthy", f"running ({health})"
     if status == "exited":
         code = int(state.get("ExitCode", -1))
@@ -255,13 +326,19 @@ def container_statuses(
 ) -> list[ServiceStatus]:
     """One row per service that ``up`` starts, in the compose file's order."""
     compose = load_compose(settings.infra_dir / COMPOSE_FILE)
-    services = active_services(compose)
     client = client_factory()
+    project = settings.stack.compose_project
     try:
-        found = client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={PROJECT}"})
+        found = client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
     finally:
         client.close()
     by_service = {c.labels.get(SERVICE_LABEL): c for c in found}
+    # What `up` starts, and a profile's service (Grafana) where it runs; never the tools'.
+    services = {
+        name: service
+        for name, service in compose.get("services", {}).items()
+        if not service.get("profiles") or (name in by_service and name != TOOLS_SERVICE)
+    }
     rows = []
     for name, service in services.items():
         container = by_service.get(name)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from string import Template
 from typing import Any
 
 from pydantic import BaseModel
@@ -37,10 +36,6 @@ ONE_SHOT_JOBS = {
     "trainer-token": "alertmanager's and the trainer's prepare hook writes the token file",
     "bootstrap": "`bottega bootstrap`, run by hand or by `bottega demo`",
 }
-# Where compose's Kafka keeps its log (the apache/kafka image's data volume).
-KAFKA_DATA_DIR = "/var/lib/kafka/data"
-# KAFKA_* variables of the apache/kafka image that are JVM options, not broker properties.
-KAFKA_JVM_VARIABLES = {"KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_JMX_OPTS", "KAFKA_LOG4J_OPTS"}
 
 _PORT = re.compile(r"^(?:(?P<ip>[\d.]+):)?(?:(?P<host>[^:]+):)?(?P<container>\d+)$")
 _PUBLISHED = re.compile(r"^(?P<ip>[\d.]+):(?P<host>\$\{[^}]+\}|\d+):(?P<container>\d+)$")
@@ -194,47 +189,25 @@ def _environment(service: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()}
 
 
-def kafka_properties(template_text: str, **values: object) -> dict[str, str]:
-    """The broker properties of ``infra/kafka/server.properties`` filled with ``values``."""
-    text = Template(template_text).substitute(**values)
-    lines = (line.strip() for line in text.splitlines())
-    pairs = (line.split("=", 1) for line in lines if line and not line.startswith("#"))
-    return {key.strip(): value.strip() for key, value in pairs}
+_TEMPLATE_NAME = re.compile(r"\$\{(\w+)\}")
+_ENVSUBST = re.compile(r"envsubst '([^']*)'")
+_EXPORT = re.compile(r"^export (\w+)=", re.M)
 
 
-def kafka_env_properties(service: Mapping[str, Any]) -> dict[str, str]:
-    """The broker properties that the apache/kafka image derives from its ``KAFKA_*``
-    variables: ``KAFKA_LOG_DIRS`` is ``log.dirs`` (``__`` is ``_``, ``___`` is ``-``)."""
-    properties = {}
-    for variable, value in _environment(service).items():
-        if not variable.startswith("KAFKA_") or variable in KAFKA_JVM_VARIABLES:
-            continue
-        key = variable.removeprefix("KAFKA_").lower()
-        key = key.replace("___", "-").replace("__", "\0").replace("_", ".").replace("\0", "_")
-        properties[key] = value
-    return properties
-
-
-def compare_kafka_config(
-    compose_services: Mapping[str, Mapping[str, Any]], template_text: str, partitions: int
-) -> list[str]:
-    """Compose's broker has local mode's config, with the compose hostname and data volume."""
-    expected = kafka_properties(
-        template_text,
-        host="kafka",
-        bind_host="0.0.0.0",
-        port=9092,
-        controller_port=9094,
-        partitions=partitions,
-        data_dir=KAFKA_DATA_DIR,
-    )
-    actual = kafka_env_properties(compose_services["kafka"])
+def compare_kafka_start(template_text: str, start_script: str) -> list[str]:
+    """Docker mode's broker fills local mode's ``server.properties``: its start script hands
+    envsubst exactly the template's placeholders, and sets each of them."""
+    placeholders = set(_TEMPLATE_NAME.findall(template_text))
+    given = _ENVSUBST.search(start_script)
+    substituted = set(_TEMPLATE_NAME.findall(given.group(1))) if given else set()
+    exported = set(_EXPORT.findall(start_script))
     problems = []
-    for key in sorted(set(expected) | set(actual)):
-        if expected.get(key) != actual.get(key):
-            problems.append(
-                f"kafka {key}: local mode {expected.get(key)!r}, compose {actual.get(key)!r}"
-            )
+    if substituted != placeholders:
+        problems.append(
+            f"the start script fills {sorted(substituted)}, the template has {sorted(placeholders)}"
+        )
+    if missing := sorted(substituted - exported):
+        problems.append(f"the start script never sets {missing}")
     return problems
 
 

@@ -20,7 +20,8 @@ from bottega.stack.spec import ServiceSpec
 log = logging.getLogger(__name__)
 
 # "completed": a one-shot job (Docker mode) that ran to completion.
-State = Literal["healthy", "unhealthy", "stopped", "completed"]
+# "starting": a container whose health check has not passed yet, or a one-shot job still running.
+State = Literal["healthy", "starting", "unhealthy", "stopped", "completed"]
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,23 @@ class StackOptions(BaseModel):
     docker_wait_timeout_s: float = Field(
         default=1800.0,
         gt=0,
-        description="How long Docker mode's `up` waits for every container to be healthy; the "
-        "first start builds the image and bootstraps a champion.",
+        description="How long Docker mode's `up` waits for every container to be healthy once "
+        "the images are built; the first start bootstraps a champion.",
+    )
+    compose_project: str = Field(
+        default="bottega",
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="Docker mode's Compose project name: its containers, network and volumes.",
+    )
+    grafana: bool = Field(
+        default=True,
+        description="Docker mode: start Grafana (the one image pulled from a registry). Where "
+        "it cannot be pulled, `up` starts the stack without it and says so.",
+    )
+    build_ca_bundle: Path | None = Field(
+        default=None,
+        description="Docker mode: a PEM file of CA certificates that image builds trust "
+        "(a TLS-intercepting proxy's); `up` copies it into infra/certs/.",
     )
 
 

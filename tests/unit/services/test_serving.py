@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
+from bottega.bus.journal import Journal
 from bottega.bus.native import ProducerFull
 from bottega.events import Prediction, Transaction
 from services.serving.app import build_app
@@ -54,10 +56,11 @@ def model(
 class FakeProducer:
     """NativeProducer's API: publish queues, poll and flush report outcomes."""
 
-    def __init__(self, capacity: int = 100) -> None:
+    def __init__(self, capacity: int = 100, deliver: bool = True) -> None:
         self.sent: list[Prediction] = []
         self.capacity = capacity
-        self.queued: list[Prediction] = []
+        self.deliver = deliver
+        self.queued: list[tuple[Prediction, Any]] = []
         self.on_delivery: Any = None
         self.arrived = threading.Condition()
 
@@ -65,26 +68,32 @@ class FakeProducer:
         self.on_delivery = on_delivery
         return self
 
-    def publish(self, event: Prediction) -> None:
+    def publish(self, event: Prediction, *, payload: bytes | None = None, then: Any = None) -> None:
+        assert payload is None or Prediction.from_bytes(payload) == event
         with self.arrived:
             if len(self.queued) >= self.capacity:
                 raise ProducerFull("queue full")
-            self.queued.append(event)
+            self.queued.append((event, then))
             self.arrived.notify()
 
     def poll(self, timeout: float) -> int:
+        """Deliver what is queued; a producer told not to deliver (a broker away) holds it."""
         with self.arrived:  # librdkafka waits for an outcome; so does this
-            if not self.queued:
+            if not self.queued or not self.deliver:
                 self.arrived.wait(timeout)
+            if not self.deliver:
+                return 0
             delivered, self.queued = self.queued, []
-            self.sent.extend(delivered)
-        for _ in delivered:
+            self.sent.extend(event for event, _ in delivered)
+        for _, then in delivered:
             self.on_delivery(True)
+            if then is not None:
+                then(True)
         return len(delivered)
 
     def flush(self, timeout: float) -> int:
         self.poll(0)
-        return 0
+        return len(self.queued)
 
     def __len__(self) -> int:
         return len(self.queued)
@@ -166,7 +175,7 @@ def test_a_full_log_drops_and_counts_without_blocking() -> None:
 
 def test_a_refused_event_is_counted_as_failed_and_never_raises() -> None:
     class Refusing(FakeProducer):
-        def publish(self, event: Prediction) -> None:
+        def publish(self, event: Prediction, **_: Any) -> None:
             raise ValueError("message too large")
 
     metrics = ServingMetrics(CollectorRegistry())
@@ -207,6 +216,38 @@ def test_events_left_undelivered_at_stop_are_counted_as_failed() -> None:
     log.stop(timeout_s=0.1)
     assert metrics.prediction_log.labels("failed")._value.get() == 3
     assert metrics.prediction_log.labels("published")._value.get() == 0
+
+
+def test_a_dead_workers_journaled_predictions_are_published_by_the_next_one(
+    tmp_path: Path,
+) -> None:
+    # The first worker's broker never answers, and it stops with three predictions queued:
+    # its journal keeps them (a kill would leave them the same way, locks and all released).
+    first = PredictionLog(
+        FakeProducer(deliver=False),
+        ServingMetrics(CollectorRegistry()),
+        poll_s=0.01,
+        journal=Journal(tmp_path),
+    ).start()
+    events = [prediction(i) for i in range(3)]
+    for event in events:
+        assert first.submit(event)
+    first.stop(timeout_s=0.1)
+    assert len(list(tmp_path.glob("*.journal"))) == 1
+    # The next worker republishes them before anything else, once each, and then the segment
+    # is gone.
+    producer = FakeProducer()
+    metrics = ServingMetrics(CollectorRegistry())
+    second = PredictionLog(producer, metrics, poll_s=0.01, journal=Journal(tmp_path)).start()
+    wait(lambda: len(producer.sent) == 3)
+    assert producer.sent == events
+    assert metrics.prediction_log.labels("recovered")._value.get() == 3
+    wait(lambda: not list(tmp_path.glob("*.journal")))
+    later = prediction(9)
+    second.submit(later)
+    second.stop()
+    assert producer.sent[3:] == [later]
+    assert list(tmp_path.glob("*.journal")) == []
 
 
 class Source:
