@@ -50,6 +50,8 @@ def run(options: argparse.Namespace) -> Measurement:
             **os.environ,
             **settings.to_env(),
             "BOTTEGA_ENV_FILE": str(home / "no.env"),
+            # The demo plays against this private local stack, whether or not Docker runs.
+            "MODE": "local",
             "COLUMNS": "200",
         }
         command = [

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.docker.conftest import DockerStack
+from tests.faults.counting import metric_sum
 from tests.waiting import wait_for
 
 
@@ -123,6 +124,10 @@ def test_a_crashed_model_server_is_restarted_by_its_policy_and_every_answer_is_l
         logged_for_failed_requests=len(logged) - stats["predicted"],
         transactions_stored=counts["transactions_stored"],
         restarts=container(docker_stack, "serving")["RestartCount"] - before["RestartCount"],
+        # What the restarted worker published from the dead one's journal.
+        recovered_from_journal=metric_sum(
+            docker_stack.settings.serving.url, "bottega_prediction_log_total", outcome="recovered"
+        ),
     )
 
 
