@@ -28,9 +28,13 @@ command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get instal
 mirror=$(
   { grep -hsE '^[[:space:]]*(deb[[:space:]]|URIs:)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
       /etc/apt/sources.list.d/*.sources || true; } \
-    | grep -oE 'https?://[^[:space:]]+/debian/?([[:space:]]|$)' | head -n1 | tr -d '[:space:]'
+    | grep -oE 'https?://[^[:space:]]+/debian/?([[:space:]]|$)' | head -n1 | tr -d '[:space:]' \
+    || true
 )
 mirror="${DEBIAN_MIRROR:-${mirror:-http://deb.debian.org/debian}}"
+# The image has no CA certificates (neither has the official one): its apt speaks plain HTTP,
+# and checks Debian's signatures.
+mirror="http://${mirror#*://}"
 security="${mirror%/debian*}/debian-security"
 
 root=$(mktemp -d)

@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# A Docker engine with the Compose v2 plugin, on a Debian machine, for Docker mode and its tests.
+# A Docker engine with the Compose plugin, on a Debian machine, for Docker mode and its tests.
 #
 #   infra/docker/engine.sh up     install what is missing, start dockerd if no engine answers;
 #                                 prints "started" (only) when it started one
 #   infra/docker/engine.sh down   stop the dockerd that `up` started, and only that one
 #
-# Each piece only if missing: Debian's docker.io (Engine 20.10) and debootstrap; the Compose v2
-# plugin, built with Go from the Go module proxy (Debian ships Compose v1 alone); dockerd. `make
-# docker-engine` runs `up`. Root is needed for what it installs or starts.
+# Each piece only if missing: Debian's docker.io (Engine 20.10) and debootstrap; the Compose
+# plugin (`docker compose`; Debian ships only the old `docker-compose` v1), built with Go from the
+# Go module proxy; dockerd. `make docker-engine` runs `up`. Root is needed for what it installs
+# or starts.
 set -euo pipefail
 
 COMPOSE_MODULE=github.com/docker/compose/v5
 COMPOSE_VERSION="${COMPOSE_VERSION:-v5.6.0}"
 state="${BOTTEGA_DOCKER_STATE:-${TMPDIR:-/tmp}/bottega-docker}"
-plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+# Root installs the plugin for every user of the machine; anyone else, for themselves.
+if [ "$(id -u)" = 0 ]; then
+  plugins=/usr/local/lib/docker/cli-plugins
+else
+  plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+fi
 
 say() { printf 'docker-engine: %s\n' "$*" >&2; }
 die() { printf 'docker-engine: %s\n' "$*" >&2; exit 1; }
@@ -39,16 +45,22 @@ build_compose_plugin() {
   command -v go >/dev/null || die "go is missing, and builds the Compose v2 plugin: install Go 1.24+"
   local scratch
   scratch=$(mktemp -d)
-  say "building the Compose v2 plugin ($COMPOSE_MODULE $COMPOSE_VERSION) with $(go version | cut -d' ' -f3) (about a minute)"
-  (
+  say "building the Compose plugin ($COMPOSE_MODULE $COMPOSE_VERSION) with $(go version | cut -d' ' -f3) (about a minute)"
+  # `go install` refuses a module with exclude directives: build it from a module requiring it.
+  if ! (
+    set -e
     cd "$scratch"
-    # `go install` refuses a module with exclude directives: build it from a module requiring it.
-    go mod init bottega.local/compose-plugin >/dev/null 2>&1
-    go get "$COMPOSE_MODULE/cmd@$COMPOSE_VERSION" >/dev/null 2>&1
+    go mod init bottega.local/compose-plugin
+    go get "$COMPOSE_MODULE/cmd@$COMPOSE_VERSION"
     mkdir -p "$plugins"
-    go build -o "$plugins/docker-compose" "$COMPOSE_MODULE/cmd"
-  ) || die "building the Compose v2 plugin failed (in $scratch)"
-  rm -rf "$scratch"
+    # As upstream's Makefile builds it, so that `docker compose version` tells its version.
+    go build -trimpath -ldflags "-w -X $COMPOSE_MODULE/internal.Version=$COMPOSE_VERSION" \
+      -o "$plugins/docker-compose" "$COMPOSE_MODULE/cmd"
+  ) >"$scratch.log" 2>&1; then
+    tail -n 20 "$scratch.log" >&2
+    die "building the Compose plugin failed; its log: $scratch.log"
+  fi
+  rm -rf "$scratch" "$scratch.log"
   docker compose version >/dev/null || die "the Compose plugin built, but docker compose does not answer"
 }
 

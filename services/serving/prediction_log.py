@@ -22,10 +22,12 @@ With a journal (:class:`~bottega.bus.journal.Journal`, the model server's defaul
 written to the worker's journal segment before librdkafka gets it, and so before the caller is
 answered. A worker killed with events still queued (a container's death takes every process in
 it at once) leaves its segment behind; the next worker to start claims it and publishes its
-events again, counted as ``outcome="recovered"``: an answered prediction is logged at least once,
-under its own ``event_id``. A clean stop waits a bounded time for the queue to drain and leaves
-what is left in the journal. Without a journal, what is left is counted ``failed``, and what is
-queued when the process is killed is lost.
+events again, counted as ``outcome="republished"`` (the segment's delivered events too: it holds
+about a second of them): an answered prediction is logged at least once, under its own
+``event_id``. A journal that cannot be written (a full disk) never fails the request: the event
+is queued unjournaled, and counted ``outcome="unjournaled"``. A clean stop waits a bounded time
+for the queue to drain and leaves what is left in the journal. Without a journal, what is left
+is counted ``failed``, and what is queued when the process is killed is lost.
 """
 
 from __future__ import annotations
@@ -93,8 +95,10 @@ class PredictionLog:
         self._dropped = metrics.prediction_log.labels("dropped")
         self._published = metrics.prediction_log.labels("published")
         self._failed = metrics.prediction_log.labels("failed")
-        self._recovered = metrics.prediction_log.labels("recovered")
+        self._republished = metrics.prediction_log.labels("republished")
+        self._unjournaled = metrics.prediction_log.labels("unjournaled")
         self._journal = journal
+        self._journal_errors = 0
         self._producer = producer_factory(self._delivered)
         self._poll_s = poll_s
         self._stopping = threading.Event()
@@ -138,7 +142,7 @@ class PredictionLog:
     def submit(self, event: Prediction) -> bool:
         """Queue ``event`` for publishing; False (and counted) when it cannot be queued."""
         payload = event.to_bytes()
-        ticket = self._journal.append(payload) if self._journal is not None else None
+        ticket = self._journaled(payload)
         try:
             self._producer.publish(event, payload=payload, then=self._then(ticket))
         except ProducerFull:
@@ -152,6 +156,23 @@ class PredictionLog:
             return False
         self._queued.inc()
         return True
+
+    def _journaled(self, payload: bytes) -> Ticket | None:
+        """Write the event to the journal; None without a journal, or when it cannot be written
+        (counted, and logged once in a while: the request goes on)."""
+        if self._journal is None:
+            return None
+        try:
+            return self._journal.append(payload)
+        except OSError as exc:
+            self._unjournaled.inc()
+            self._journal_errors += 1
+            if self._journal_errors in (1, 10, 100, 1000, 10_000):
+                log.warning(
+                    "could not journal a prediction",
+                    extra={"error": repr(exc), "times": self._journal_errors},
+                )
+            return None
 
     def _then(self, ticket: Ticket | None) -> Callable[[bool], None] | None:
         if ticket is None:
@@ -172,7 +193,13 @@ class PredictionLog:
         count = 0
         for orphan in self._journal.orphans():
             for payload in orphan.events:
-                event = Prediction.from_bytes(payload)
+                try:
+                    event = Prediction.from_bytes(payload)
+                except Exception as exc:  # noqa: BLE001 - one bad line must not stop the others
+                    log.warning("a journaled prediction cannot be read", extra={"error": repr(exc)})
+                    self._settle(orphan.ticket)
+                    self._failed.inc()
+                    continue
                 while not self._stopping.is_set():
                     try:
                         self._producer.publish(
@@ -183,7 +210,7 @@ class PredictionLog:
                         self._producer.poll(self._poll_s)
                 else:
                     return count
-                self._recovered.inc()
+                self._republished.inc()
                 count += 1
         if count:
             log.info("republished predictions a dead worker left", extra={"events": count})

@@ -2,9 +2,9 @@
 brings up, shared by this folder's tests in file order and removed, volumes and all, after them.
 
 ``make test-docker`` runs this folder once the engine answers and the base image is there
-(infra/docker/engine.sh, infra/base/debian.sh). The stack is the users' compose file under a
-project name of its own, on free host ports, with a settings file that makes the loop quick:
-short monitor windows, a logistic-regression retraining with no cooldown. Everything else is
+(infra/docker/engine.sh, infra/base/debian.sh), as root (the fault tests signal a container's
+process from the host). The stack is the users' compose file under a project name of its own,
+on free host ports, with a settings file of its own (one serving worker). Everything else is
 what `make up` does on a user's machine, images built from the checkout included.
 """
 

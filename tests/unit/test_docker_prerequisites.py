@@ -29,14 +29,19 @@ PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 def fake_docker(
-    tmp_path: Path, *, compose: bool, engine: bool, images: tuple[str, ...] = ()
+    tmp_path: Path,
+    *,
+    compose: bool,
+    engine: bool,
+    images: tuple[str, ...] = (),
+    version: str = "5.6.0",
 ) -> str:
-    """A `docker` that answers as told: the Compose plugin, the engine, the images it holds,
-    and `pull`, which always fails as an unreachable registry does."""
+    """A `docker` that answers as told: the Compose plugin and its version, the engine, the
+    images it holds, and `pull`, which always fails as an unreachable registry does."""
     script = tmp_path / "docker"
     script.write_text(
         "#!/bin/sh\n"
-        f'[ "$1 $2" = "compose version" ] && exit {0 if compose else 1}\n'
+        f'[ "$1 $2" = "compose version" ] && {{ echo {version}; exit {0 if compose else 1}; }}\n'
         f'[ "$1" = info ] && exit {0 if engine else 1}\n'
         'if [ "$1 $2" = "image inspect" ]; then\n'
         f'  for held in {" ".join(images) or "-"}; do [ "$3" = "$held" ] && exit 0; done; exit 1\n'
@@ -62,6 +67,12 @@ def test_each_missing_piece_is_one_line_saying_how_to_get_it(tmp_path: Path) -> 
     with pytest.raises(PrerequisiteMissing, match="Compose v2") as plugin:
         ComposeProject(settings(tmp_path, no_plugin)).require()
     assert "make docker-engine" in (plugin.value.hint or "")
+    old = fake_docker(tmp_path, compose=True, engine=True, version="v2.20.3")
+    with pytest.raises(PrerequisiteMissing, match="2.20.3 is too old: Docker mode needs 2.24"):
+        ComposeProject(settings(tmp_path, old)).require()
+    # A plugin built from source without its version ("dev") is taken as new enough.
+    dev = fake_docker(tmp_path, compose=True, engine=True, version="dev", images=())
+    assert ComposeProject(settings(tmp_path, dev)).require() == dev
     no_engine = fake_docker(tmp_path, compose=True, engine=False)
     with pytest.raises(PrerequisiteMissing, match="no Docker engine answers") as engine:
         ComposeProject(settings(tmp_path, no_engine)).require()

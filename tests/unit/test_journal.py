@@ -85,3 +85,12 @@ def test_a_killed_process_segment_is_claimed_and_a_live_ones_is_not(tmp_path: Pa
         live.wait()
     # Its process gone, the live one's segment is an orphan too.
     assert len(Journal(tmp_path / "live").orphans()) == 1
+
+
+def test_an_outcome_after_close_leaves_the_segment_to_the_next_process(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    ticket = journal.append(b"late")
+    assert journal.close() == 1
+    journal.done(ticket)  # a delivery report that came after the stop
+    (orphan,) = Journal(tmp_path).orphans()
+    assert orphan.events == [b"late"]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
 from bottega.bus.metrics import BusMetrics
@@ -113,11 +113,19 @@ class Consumer:
                 **CONSUMER_DEFAULTS,
             }
             options.update(config)
-            client = KafkaConsumer(*self._schemas, **options)
+            client = KafkaConsumer(**options)
+            client.subscribe(list(self._schemas), listener=_Reassigned(self))
         self._consumer = client
         # unread(): each newly assigned partition's end when first learned, and those read to it.
         self._backlog_ends: dict[TopicPartition, int] = {}
         self._caught_up: set[TopicPartition] = set()
+
+    def forget_backlogs(self, partitions: Collection[TopicPartition]) -> None:
+        """A rebalance moved ``partitions``: when this member holds one again, it reads from
+        the group's committed offset, a backlog again (see :meth:`unread`)."""
+        for tp in partitions:
+            self._backlog_ends.pop(tp, None)
+            self._caught_up.discard(tp)
 
     @property
     def backoff_s(self) -> float:
@@ -141,7 +149,8 @@ class Consumer:
 
         A partition's backlog is what it held when this member first learned its end, after
         being assigned it: a restarted consumer reads one partition's backlog before another's.
-        Once read to that end, the partition is live and never unread again while assigned,
+        Once read to that end, the partition is live and never unread again while assigned (a
+        rebalance that moves it makes it a backlog again, :meth:`forget_backlogs`),
         however far behind the newest message a steady stream keeps it: measured against the
         moving end, some partition was nearly always behind under load, and a monitor that
         waited for all of them at once closed its windows in bursts, minutes late.
@@ -357,3 +366,16 @@ class Consumer:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+class _Reassigned(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells the consumer which partitions a rebalance took or gave, for :meth:`Consumer.unread`."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+
+    def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        self._consumer.forget_backlogs(revoked)
+
+    def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        self._consumer.forget_backlogs(assigned)

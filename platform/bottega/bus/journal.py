@@ -10,8 +10,10 @@ takes every process in it at once, with no time to flush. The journal closes tha
 - :meth:`Journal.done` is called with the event's ticket when its outcome is known; a segment
   whose every event is done, and that no longer takes new ones, is deleted;
 - :meth:`Journal.orphans` finds the segments of processes that died, claims each one, and returns
-  its events, to be published again. The consumers see them at least once: they carry their
-  own ``event_id``, so a consumer that keys on it keeps one.
+  its events, to be published again. A segment does not record which of its events were
+  delivered, so all of them are published again, the delivered ones too: a segment holds about
+  a second of events (``segment_seconds``), and the consumers see each event at least once.
+  They carry their own ``event_id``, so a consumer that keys on it keeps one.
 
 A live process holds an exclusive ``flock`` on each segment it has not finished; the kernel drops
 it when the process dies, however it dies. That lock is how a segment is known to be an orphan,
@@ -70,7 +72,7 @@ class Journal:
     """
 
     def __init__(
-        self, directory: Path, *, segment_events: int = 10_000, segment_seconds: float = 10.0
+        self, directory: Path, *, segment_events: int = 10_000, segment_seconds: float = 1.0
     ) -> None:
         self.directory = directory
         self.segment_events = segment_events
@@ -95,6 +97,8 @@ class Journal:
         """The event's outcome is known: delivered, or given up on and counted."""
         with self._lock:
             segment = ticket.segment
+            if segment not in self._open:
+                return  # left to the next process by close(): its file is not ours any more
             segment.done += 1
             if segment.finished:
                 self._delete(segment)
@@ -124,10 +128,18 @@ class Journal:
             if not _still_named(fd, path):
                 os.close(fd)
                 continue  # finished and deleted while this process waited for its lock
-            with os.fdopen(os.dup(fd), "rb") as handle:
-                # A line cut short by the death (no newline yet) was never handed to the
-                # producer: the caller was not answered either.
-                events = [line[:-1] for line in handle if line.endswith(b"\n")]
+            try:
+                with os.fdopen(os.dup(fd), "rb") as handle:
+                    # A line cut short by the death (no newline yet) was never handed to the
+                    # producer: the caller was not answered either.
+                    events = [line[:-1] for line in handle if line.endswith(b"\n")]
+            except OSError as exc:
+                os.close(fd)  # and its lock: another process may read it
+                log.warning(
+                    "could not read a journal segment",
+                    extra={"segment": path.name, "error": repr(exc)},
+                )
+                continue
             segment = _Segment(path, fd, written=len(events), sealed=True)
             with self._lock:
                 self._open.add(segment)

@@ -123,6 +123,9 @@ def secrets_environment(settings: BottegaSettings, given: Mapping[str, str]) -> 
 
 
 ENGINE_HINT = "start it (as root: dockerd &, or systemctl start docker), or run MODE=local make up"
+# `env_file` entries with `required:` (compose.yaml's settings file) came in Compose 2.24.
+MIN_COMPOSE = (2, 24)
+UNKNOWN_COMPOSE = (9999,)
 PLUGIN_HINT = (
     "install the Compose v2 plugin: Docker Desktop has it; on Debian, make docker-engine builds "
     "it (or run MODE=local make up)"
@@ -158,8 +161,15 @@ class ComposeProject:
                 hint="install Docker Engine (Debian: apt-get install -y docker.io; or make "
                 "docker-engine), or run MODE=local make up",
             )
-        if not _answers([docker, "compose", "version"]):
+        version = compose_version(docker)
+        if version is None:
             raise PrerequisiteMissing("docker compose (Compose v2) is missing", hint=PLUGIN_HINT)
+        if version < MIN_COMPOSE:
+            raise PrerequisiteMissing(
+                f"docker compose {'.'.join(map(str, version))} is too old: Docker mode needs "
+                f"{'.'.join(map(str, MIN_COMPOSE))} or newer (an optional env_file)",
+                hint=PLUGIN_HINT,
+            )
         if not _answers([docker, "info"]):
             raise PrerequisiteMissing("no Docker engine answers", hint=ENGINE_HINT)
         return docker
@@ -202,17 +212,26 @@ class ComposeProject:
         docker = self.require()
         command = self.command(*args, docker=docker)
         log.debug("docker compose", extra={"compose_args": list(args)})
-        child = subprocess.Popen(command, env=self.environment())
+        children: list[subprocess.Popen[bytes]] = []
 
         def pass_on(signum: int, frame: object) -> None:
-            child.send_signal(signum)
+            for child in children:
+                child.send_signal(signum)
 
         previous = {
             signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
             signal.SIGTERM: signal.signal(signal.SIGTERM, pass_on),
         }
         try:
-            return child.wait()
+            # compose gets the terminal's Ctrl-C itself, with Python's handlers left behind.
+            children.append(
+                subprocess.Popen(
+                    command,
+                    env=self.environment(),
+                    preexec_fn=_default_signals,  # noqa: PLW1509
+                )
+            )
+            return children[0].wait()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -233,6 +252,34 @@ class ComposeProject:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+
+
+def compose_version(docker: str) -> tuple[int, ...] | None:
+    """The Compose plugin's version (``docker compose version --short``), or None when there is
+    no plugin."""
+    try:
+        done = subprocess.run(
+            [docker, "compose", "version", "--short"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    match = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", done.stdout.strip())
+    if match is None:
+        return UNKNOWN_COMPOSE  # a build from source that was not told its version ("dev")
+    return tuple(int(part or 0) for part in match.groups())
+
+
+def _default_signals() -> None:
+    """In a child, before it runs: SIGINT and SIGTERM back to their default actions."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _answers(command: list[str], timeout_s: float = 30.0) -> bool:

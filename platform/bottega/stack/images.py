@@ -56,14 +56,17 @@ class Engine:
     pull_timeout_s: float = 600.0
 
     def has_image(self, image: str) -> bool:
-        """True when the engine holds ``image``."""
-        done = subprocess.run(
-            [self.docker, "image", "inspect", image],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+        """True when the engine holds ``image`` (False when it does not answer in time)."""
+        try:
+            done = subprocess.run(
+                [self.docker, "image", "inspect", image],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
         return done.returncode == 0
 
     def pull(self, image: str) -> str | None:
@@ -79,6 +82,8 @@ class Engine:
             )
         except subprocess.TimeoutExpired:
             return f"no answer in {self.pull_timeout_s:.0f}s"
+        except OSError as exc:
+            return str(exc)
         if done.returncode == 0:
             return None
         lines = [line for line in done.stderr.splitlines() if line.strip()]

@@ -241,12 +241,41 @@ def test_a_dead_workers_journaled_predictions_are_published_by_the_next_one(
     second = PredictionLog(producer, metrics, poll_s=0.01, journal=Journal(tmp_path)).start()
     wait(lambda: len(producer.sent) == 3)
     assert producer.sent == events
-    assert metrics.prediction_log.labels("recovered")._value.get() == 3
+    assert metrics.prediction_log.labels("republished")._value.get() == 3
     wait(lambda: not list(tmp_path.glob("*.journal")))
     later = prediction(9)
     second.submit(later)
     second.stop()
     assert producer.sent[3:] == [later]
+    assert list(tmp_path.glob("*.journal")) == []
+
+
+def test_a_journal_that_cannot_be_written_never_fails_a_prediction(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the journal's folder should be")
+    producer = FakeProducer()
+    metrics = ServingMetrics(CollectorRegistry())
+    log = PredictionLog(producer, metrics, poll_s=0.01, journal=Journal(blocked)).start()
+    assert log.submit(prediction(1)) and log.submit(prediction(2))
+    log.stop()
+    assert len(producer.sent) == 2
+    assert metrics.prediction_log.labels("unjournaled")._value.get() == 2
+
+
+def test_a_line_that_cannot_be_read_is_counted_and_the_rest_republished(tmp_path: Path) -> None:
+    first = Journal(tmp_path)
+    good = prediction(1)
+    first.append(b'{"not": "a prediction"}')
+    first.append(good.to_bytes())
+    first.close()
+    producer = FakeProducer()
+    metrics = ServingMetrics(CollectorRegistry())
+    log = PredictionLog(producer, metrics, poll_s=0.01, journal=Journal(tmp_path)).start()
+    wait(lambda: len(producer.sent) == 1)
+    log.stop()
+    assert producer.sent == [good]
+    assert metrics.prediction_log.labels("failed")._value.get() == 1
+    assert metrics.prediction_log.labels("republished")._value.get() == 1
     assert list(tmp_path.glob("*.journal")) == []
 
 
