@@ -66,10 +66,12 @@ status: $(SETUP_STAMP) ## Each service's health, URL and pid
 logs: $(SETUP_STAMP) ## Follow every service's log (make logs SERVICE=kafka for one; Docker: compose logs)
 	@$(BOTTEGA) logs $(SERVICE) --follow
 
-# tests/docker is `make test-docker`'s: it needs a Docker engine, which .ci/run starts.
-test: setup ## Run every test but Docker mode's: unit, integration (real services), e2e, faults, lint
+# tests/docker is `make test-docker`'s: it needs a Docker engine, which .ci/run starts. The
+# fastest folders first; the whole loop (e2e) last.
+TEST_FOLDERS := tests/unit tests/integration tests/model tests/faults tests/e2e
+test: setup ## Run every test but Docker mode's: unit, integration (real services), faults, e2e, lint
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest --ignore=tests/docker $(PYTEST_ARGS)
+	$(PY) -m pytest $(TEST_FOLDERS) $(PYTEST_ARGS)
 
 test-unit: $(SETUP_STAMP) ## Fast tests, no I/O
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
