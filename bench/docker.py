@@ -25,14 +25,14 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
+from bench.broker import free_ports
 from bench.harness import PROJECT_ROOT, Benchmark, BenchmarkError, Measurement
+from bottega.settings import DEFAULT_HOST
 from bottega.stack.compose import COMPOSE_FILE, load_compose
 
 PROJECT = "bottega-bench"
@@ -49,18 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle-s", type=float, default=30.0, help="idle time before docker stats")
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports nothing listens on now."""
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-
-
 def bench_env(home: Path) -> dict[str, str]:
     """`make`'s environment: Docker mode, the bench's project, its home and free ports."""
-    ports = dict(zip(PUBLISHED, free_ports(len(PUBLISHED)), strict=True))
+    ports = dict(zip(PUBLISHED, free_ports(DEFAULT_HOST, len(PUBLISHED)), strict=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOTTEGA_")}
     env |= {
         "MODE": "docker",

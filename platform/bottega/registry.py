@@ -242,6 +242,7 @@ def publish_model_event(kafka: KafkaSettings, event: ModelEvent, timeout_s: floa
             bootstrap_timeout_ms=bound_ms,
             max_block_ms=bound_ms,
             request_timeout_ms=bound_ms,
+            outage_wait_s=0,
         )
         producer.publish(event).get(timeout=timeout_s)
     except Exception as exc:  # noqa: BLE001  (kafka-python raises many unrelated types)

@@ -53,6 +53,19 @@ class KafkaSettings(Endpoint):
     replication_factor: int = Field(default=1, ge=1)
     heap: str = "512m"
     request_timeout_ms: int = Field(default=10_000, ge=100)
+    reconnect_backoff_max_ms: int = Field(
+        default=1_000,
+        ge=50,
+        description="The longest a client waits between reconnection attempts. kafka-python's "
+        "own default grows to 30 s, so a client could sit idle for half a minute after a broker "
+        "restart; 1 s is what Kafka's Java clients use.",
+    )
+    outage_wait_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long a producer keeps retrying a send that the broker could not take "
+        "(no metadata: the broker is down) before it gives up and raises.",
+    )
     max_event_bytes: int = Field(
         default=64 * 1024,
         ge=1024,

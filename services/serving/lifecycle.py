@@ -157,10 +157,11 @@ class ModelWatcher:
     def _kafka_consumer(self) -> Any:
         from kafka import KafkaConsumer, TopicPartition
 
+        from bottega.bus.producer import connection_options
+
         # No group: every worker must see every event, from the moment it starts.
         consumer = KafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap_servers,
-            client_id="bottega-serving",
+            **connection_options(self.kafka, "bottega-serving"),
             group_id=None,
             enable_auto_commit=False,
             request_timeout_ms=self.kafka.request_timeout_ms,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -56,9 +55,10 @@ def replay(settings: BottegaSettings, out: Path, minutes: float, speed: float) -
         ReplayOptions(speed=speed, concurrency=4, timeout_s=5.0),
     ).start()
     stats = player.stats
-    while player.running():
+    while True:
         write_json(out / "progress.json", stats.to_dict())
-        time.sleep(0.5)
+        if not player.playing(wait_s=0.5):
+            break
     stats = player.finish()
     result: dict[str, Any] = {
         "stats": stats.to_dict(),

@@ -100,8 +100,9 @@ class Replay:
         self._thread.start()
         return self
 
-    def running(self) -> bool:
-        """True while the replay plays."""
+    def playing(self, wait_s: float = 0.0) -> bool:
+        """True while the replay still plays, after waiting up to ``wait_s`` for its end."""
+        self._thread.join(timeout=wait_s)
         return self._thread.is_alive()
 
     def wait_transactions(self, count: int, *, timeout_s: float = 120) -> None:

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from bottega.bus import BusMetrics, Consumer, Envelope, Producer
 from bottega.bus.consumer import DLQ_VALUE_LIMIT
 from bottega.bus.native import NativeProducer, ProducerFull
+from bottega.bus.producer import connection_options
 from bottega.events import Transaction
 from bottega.settings import KafkaSettings
 
@@ -333,6 +334,49 @@ def test_producer_keys_events_by_entity_and_counts() -> None:
         "bottega_bus_messages_total", {"topic": "transactions", "outcome": "produced"}
     )
     assert produced == 1
+
+
+class RefusingProducer(FakeProducer):
+    """Refuses the first ``refusals`` sends as kafka-python does when the broker is down: no
+    metadata within ``max_block_ms``, so the message is never queued."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> FakeFuture:
+        if self.refusals:
+            self.refusals -= 1
+            raise KafkaTimeoutError("Failed to update metadata after 60.0 secs.")
+        return super().send(topic, value, key, headers)
+
+
+def test_a_send_refused_while_the_broker_is_down_is_tried_again_and_sent_once() -> None:
+    fake = RefusingProducer(refusals=3)
+    producer = Producer(KafkaSettings(outage_wait_s=60), client=fake)
+    producer.publish(card_9_transaction()).get()
+    assert [(t, k) for t, _, k, _ in fake.sent] == [("transactions", b"card-9")]
+    assert fake.refusals == 0
+
+
+def test_a_send_refused_past_the_outage_wait_raises() -> None:
+    fake = RefusingProducer(refusals=3)
+    producer = Producer(KafkaSettings(), client=fake, outage_wait_s=0)
+    with pytest.raises(KafkaTimeoutError):
+        producer.publish(card_9_transaction())
+    assert fake.sent == [] and fake.refusals == 2
+
+
+def test_every_bus_client_caps_its_reconnection_backoff() -> None:
+    options = connection_options(KafkaSettings(reconnect_backoff_max_ms=700), "a-client")
+    assert options["reconnect_backoff_max_ms"] == 700
+    assert KafkaSettings().reconnect_backoff_max_ms == 1000
 
 
 class FakeRdKafka:

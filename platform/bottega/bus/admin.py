@@ -9,6 +9,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from bottega.bus.producer import connection_options
 from bottega.settings import KafkaSettings
 
 
@@ -20,9 +21,7 @@ def create_topics(
     Dead-letter topics get one partition: they are read by people, in order, not by a group.
     """
     admin = KafkaAdminClient(
-        bootstrap_servers=kafka.bootstrap_servers,
-        client_id="bottega-admin",
-        request_timeout_ms=kafka.request_timeout_ms,
+        **connection_options(kafka, "bottega-admin"), request_timeout_ms=kafka.request_timeout_ms
     )
     try:
         existing = set(admin.list_topics())

@@ -15,7 +15,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, T
 from kafka.errors import CommitFailedError, KafkaError
 
 from bottega.bus.metrics import BusMetrics
-from bottega.bus.producer import Producer
+from bottega.bus.producer import Producer, connection_options
 from bottega.errors import SchemaError
 from bottega.events import Event, dlq_topic
 from bottega.settings import KafkaSettings
@@ -106,9 +106,8 @@ class Consumer:
         self._sent_to_dlq: dict[TopicPartition, set[int]] = {}
         if client is None:
             options: dict[str, Any] = {
-                "bootstrap_servers": kafka.bootstrap_servers,
+                **connection_options(kafka, client_id),
                 "group_id": group_id,
-                "client_id": client_id,
                 "request_timeout_ms": max(kafka.request_timeout_ms, 30_000),
                 **CONSUMER_DEFAULTS,
             }

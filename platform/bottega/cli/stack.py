@@ -15,7 +15,12 @@ from bottega.cli.common import ModeChoice, app, console, run_cli, setup_logging
 from bottega.cli.docker_mode import docker_down, docker_up
 from bottega.errors import ConfigError
 from bottega.settings import load_settings
-from bottega.stack.compose import TOOLS_SERVICE, ComposeProject, container_statuses
+from bottega.stack.compose import (
+    TOOLS_SERVICE,
+    ComposeProject,
+    container_statuses,
+    published_url,
+)
 from bottega.stack.docker import choose_mode
 from bottega.stack.runner import LocalStack, ServiceStatus
 from bottega.stack.services import (
@@ -146,13 +151,13 @@ def up(
 
 def _open_hint(settings: StackSettings, *, grafana: bool) -> str:
     dashboards = (
-        f"Grafana http://127.0.0.1:{settings.grafana.port} (dashboard: Bottega drift) | "
+        f"Grafana {published_url(settings, 'grafana')} (dashboard: Bottega drift) | "
         if grafana
         else ""
     )
     return (
-        f"open: {dashboards}MLflow http://127.0.0.1:{settings.mlflow.port} | "
-        f"Prometheus http://127.0.0.1:{settings.prometheus.port}/alerts"
+        f"open: {dashboards}MLflow {published_url(settings, 'mlflow')} | "
+        f"Prometheus {published_url(settings, 'prometheus')}/alerts"
     )
 
 

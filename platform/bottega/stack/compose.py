@@ -22,7 +22,8 @@ from dotenv import dotenv_values
 
 from bottega.auth import ensure_secret_file, read_secret
 from bottega.errors import ConfigError, PrerequisiteMissing
-from bottega.settings import BottegaSettings, Endpoint
+from bottega.settings import DEFAULT_HOST, BottegaSettings, Endpoint
+from bottega.stack.docker import answers
 from bottega.stack.runner import ServiceStatus, State
 from bottega.stack.settings import StackSettings
 
@@ -170,7 +171,7 @@ class ComposeProject:
                 f"{'.'.join(map(str, MIN_COMPOSE))} or newer (an optional env_file)",
                 hint=PLUGIN_HINT,
             )
-        if not _answers([docker, "info"]):
+        if not answers([docker, "info"]):
             raise PrerequisiteMissing("no Docker engine answers", hint=ENGINE_HINT)
         return docker
 
@@ -282,22 +283,6 @@ def _default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _answers(command: list[str], timeout_s: float = 30.0) -> bool:
-    """True when ``command`` exits 0 within the timeout."""
-    try:
-        done = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=timeout_s,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
 # -- status through the Docker SDK ------------------------------------------------------------
 
 
@@ -339,7 +324,9 @@ def published_url(settings: BottegaSettings, service: str) -> str:
     """The URL a browser on this machine opens for ``service``, or "" when none is published."""
     endpoint = getattr(settings, service, None)
     if isinstance(endpoint, Endpoint) and service != "kafka":
-        return f"http://127.0.0.1:{endpoint.port}"
+        # Published on the loopback only (modes.compare_published_ports), whatever host the
+        # containers dial each other by.
+        return f"http://{DEFAULT_HOST}:{endpoint.port}"
     return ""
 
 

@@ -9,14 +9,11 @@ from typing import Literal
 Mode = Literal["local", "docker"]
 
 
-def docker_available(timeout_s: float = 10.0) -> bool:
-    """True when ``docker info`` succeeds, i.e. a Docker engine answers."""
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
+def answers(command: list[str], timeout_s: float = 30.0) -> bool:
+    """True when ``command`` exits 0 within the timeout (its output discarded)."""
     try:
         done = subprocess.run(
-            [docker, "info"],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -26,6 +23,12 @@ def docker_available(timeout_s: float = 10.0) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
+
+
+def docker_available(timeout_s: float = 10.0) -> bool:
+    """True when ``docker info`` succeeds, i.e. a Docker engine answers."""
+    docker = shutil.which("docker")
+    return docker is not None and answers([docker, "info"], timeout_s)
 
 
 def choose_mode(requested: str) -> Mode:
