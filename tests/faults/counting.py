@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from bottega.bus import Producer
 from bottega.events import Event
@@ -190,6 +191,25 @@ GROUPS = {
 }
 
 
+def _committed(admin: KafkaAdminClient, group: str) -> dict[TopicPartition, Any]:
+    """The group's committed offsets. Asked again while the broker answers with a retriable
+    error: a broker just restarted answers CoordinatorLoadInProgress until it has loaded the
+    group's offsets, which says nothing about the group's lag."""
+    answer: dict[str, dict[TopicPartition, Any]] = {}
+
+    def fetched() -> bool:
+        try:
+            answer.update(admin.list_group_offsets({group: None}))
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            return False
+        return True
+
+    wait_for(fetched, timeout_s=60, what=f"the committed offsets of {group}", every_s=0.5)
+    return answer[group]
+
+
 def group_lag(kafka: KafkaSettings) -> dict[str, int]:
     """Messages each of the stack's consumer groups has not committed yet, by group."""
     admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="faults-lag")
@@ -197,7 +217,7 @@ def group_lag(kafka: KafkaSettings) -> dict[str, int]:
     try:
         lag: dict[str, int] = {}
         for group, topics in GROUPS.items():
-            committed = admin.list_group_offsets({group: None})[group]
+            committed = _committed(admin, group)
             partitions = [
                 TopicPartition(topic, p)
                 for topic in topics
