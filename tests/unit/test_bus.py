@@ -49,12 +49,15 @@ class FakeFuture:
 
 
 class FakeProducer:
-    """Takes every message, or none (``fail``), or all but the ``fail_nth`` (counting from 1)."""
+    """Takes every message, or none (``fail``), or all but the ``fail_nth`` (counting from 1).
+    It refuses the first ``refusals`` sends as kafka-python does while the broker is down: no
+    metadata within ``max_block_ms``, so the message is never queued."""
 
-    def __init__(self, fail: bool = False, fail_nth: int | None = None) -> None:
+    def __init__(self, fail: bool = False, fail_nth: int | None = None, refusals: int = 0) -> None:
         self.sent: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]] | None]] = []
         self.fail = fail
         self.fail_nth = fail_nth
+        self.refusals = refusals
 
     def send(
         self,
@@ -63,6 +66,9 @@ class FakeProducer:
         key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> FakeFuture:
+        if self.refusals:
+            self.refusals -= 1
+            raise KafkaTimeoutError("Failed to update metadata after 60.0 secs.")
         self.sent.append((topic, value, key, headers))
         return FakeFuture(self.fail or len(self.sent) == self.fail_nth)
 
@@ -336,29 +342,8 @@ def test_producer_keys_events_by_entity_and_counts() -> None:
     assert produced == 1
 
 
-class RefusingProducer(FakeProducer):
-    """Refuses the first ``refusals`` sends as kafka-python does when the broker is down: no
-    metadata within ``max_block_ms``, so the message is never queued."""
-
-    def __init__(self, refusals: int) -> None:
-        super().__init__()
-        self.refusals = refusals
-
-    def send(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> FakeFuture:
-        if self.refusals:
-            self.refusals -= 1
-            raise KafkaTimeoutError("Failed to update metadata after 60.0 secs.")
-        return super().send(topic, value, key, headers)
-
-
 def test_a_send_refused_while_the_broker_is_down_is_tried_again_and_sent_once() -> None:
-    fake = RefusingProducer(refusals=3)
+    fake = FakeProducer(refusals=3)
     producer = Producer(KafkaSettings(outage_wait_s=60), client=fake)
     producer.publish(card_9_transaction()).get()
     assert [(t, k) for t, _, k, _ in fake.sent] == [("transactions", b"card-9")]
@@ -366,7 +351,7 @@ def test_a_send_refused_while_the_broker_is_down_is_tried_again_and_sent_once() 
 
 
 def test_a_send_refused_past_the_outage_wait_raises() -> None:
-    fake = RefusingProducer(refusals=3)
+    fake = FakeProducer(refusals=3)
     producer = Producer(KafkaSettings(), client=fake, outage_wait_s=0)
     with pytest.raises(KafkaTimeoutError):
         producer.publish(card_9_transaction())
