@@ -64,6 +64,10 @@ class ReplayOptions:
     predict: bool = True  # False: publish only (no model server)
     flush_labels: bool = False  # at the end, publish the labels not yet due
     timeout_s: float = 10.0  # per request
+    # At the end, how long to wait for the broker to acknowledge every event sent: long enough
+    # to ride out a broker that restarts as the replay ends (BOTTEGA_KAFKA__OUTAGE_WAIT_S's
+    # default). A broker that comes back within it loses the replay nothing.
+    flush_timeout_s: float = 300.0
     oracle_window: timedelta = timedelta(hours=2)  # simulated; epoch-aligned
 
     def __post_init__(self) -> None:
@@ -77,6 +81,8 @@ class ReplayOptions:
             raise ValueError(f"nice must be between 0 and 19, got {self.nice}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.flush_timeout_s <= 0:
+            raise ValueError(f"flush_timeout_s must be positive, got {self.flush_timeout_s}")
 
 
 @dataclass(frozen=True)
@@ -322,7 +328,7 @@ class Player:
         if self.options.flush_labels and not stats.interrupted:
             self._publish_due_labels(float("inf"))
         stats.labels_pending = len(self._labels)
-        self.publisher.flush(timeout=30.0)
+        self.publisher.flush(timeout=self.options.flush_timeout_s)
         stats.finished = True
         stats.wall_finished = time.time()
         return stats
